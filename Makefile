@@ -1,0 +1,48 @@
+# The two set-up commands are `make dev` and `make test` (see README.md).
+# Both install what they need (npm packages, Postgres binaries) themselves.
+
+CARGO ?= cargo
+NODE_STAMP := node_modules/.package-lock.json
+
+.PHONY: dev test test-long lint fmt contracts contracts-check deps postgres-bin pr
+
+## dev: run the whole system locally (private Postgres, anvil, all roles).
+dev: deps
+	$(CARGO) run -p rollup-sequencer --bin rollup-node -- dev
+
+## test: the whole test suite (Rust unit, integration and end-to-end tests,
+## contract tests, artifact freshness), against real Postgres and anvil.
+test: deps
+	$(CARGO) fmt --all --check
+	contracts/test.sh
+	$(CARGO) build -p rollup-devnet --bin with-test-postgres
+	$(CARGO) run -q -p rollup-devnet --bin with-test-postgres -- $(CARGO) test --workspace --all-targets
+
+## test-long: the same suite with long loops turned up.
+test-long: export ROLLUP_TEST_LONG = 1
+test-long: test
+
+## lint: formatting and clippy with warnings as errors.
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## contracts: recompile the Solidity artifacts (commit the result).
+contracts: deps
+	node contracts/build.js
+
+pr: lint test
+
+deps: $(NODE_STAMP) postgres-bin
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+postgres-bin:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		echo "installing PostgreSQL server binaries"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }

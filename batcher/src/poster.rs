@@ -1,0 +1,230 @@
+//! The batch poster: turns new L2 blocks into batches and appends them to the
+//! settlement contract, exactly once each.
+//!
+//! Each step first finishes the newest recorded batch (a batch row is written
+//! before it is sent and never changes), then builds the next one. Before
+//! sending, it asks the contract how many batches it holds: a batch the
+//! contract already has (we crashed after sending) is only marked posted,
+//! never sent twice; the contract's index check refuses duplicates anyway.
+
+use crate::{
+    L1Error, L1Metrics,
+    codec::{BatchBlock, encode_batch},
+    settlement::Settlement::{self, SettlementInstance},
+};
+use alloy::{
+    primitives::{Address, U256, keccak256},
+    providers::DynProvider,
+};
+use rollup_store::{BatchRecord, Store};
+use std::time::Duration;
+
+/// Batcher settings.
+#[derive(Debug, Clone)]
+pub struct BatcherConfig {
+    /// At most this many L2 blocks per batch.
+    pub max_blocks_per_batch: u64,
+    /// At most this many compressed bytes per batch (L1 nodes refuse
+    /// transactions above 128 KiB).
+    pub max_batch_bytes: usize,
+    /// How often to look for new blocks.
+    pub poll_interval: Duration,
+    /// L1 block to search for our own batch events from.
+    pub l1_start_block: u64,
+}
+
+impl Default for BatcherConfig {
+    fn default() -> Self {
+        Self {
+            max_blocks_per_batch: 1_000,
+            max_batch_bytes: 120_000,
+            poll_interval: Duration::from_secs(1),
+            l1_start_block: 0,
+        }
+    }
+}
+
+/// Posts batches; see the module docs.
+#[derive(Debug)]
+pub struct BatchPoster {
+    store: Store,
+    contract: SettlementInstance<DynProvider>,
+    config: BatcherConfig,
+    metrics: L1Metrics,
+}
+
+impl BatchPoster {
+    /// A poster that sends with `provider` (which signs as the batcher).
+    pub fn new(
+        store: Store,
+        provider: DynProvider,
+        contract: Address,
+        config: BatcherConfig,
+        metrics: L1Metrics,
+    ) -> Self {
+        Self { store, contract: Settlement::new(contract, provider), config, metrics }
+    }
+
+    /// Runs until `shutdown` fires, logging and counting errors and retrying.
+    pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            match self.step().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+                Err(error) => {
+                    self.metrics.l1_errors.with_label_values(&["batcher"]).inc();
+                    tracing::warn!(%error, retryable = error.is_retryable(), "batcher step failed");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// One step: reconcile with L1, then finish the oldest unposted batch or
+    /// build and post the next one. Returns the index of a batch now on L1.
+    pub async fn step(&self) -> Result<Option<u64>, L1Error> {
+        let on_l1: U256 = self.contract.batchCount().call().await.map_err(L1Error::rpc)?;
+        let on_l1: u64 = on_l1.saturating_to();
+        let lost = self.store.unmark_batches_from(on_l1).await?;
+        if lost > 0 {
+            tracing::warn!(
+                lost,
+                on_l1,
+                "L1 no longer holds batches we posted (reorg or reset); reposting"
+            );
+        }
+        let batch = match self.store.first_unposted_batch().await? {
+            Some(batch) => batch,
+            None => {
+                let latest = self.store.latest_batch().await?;
+                let head = self.store.head_number().await?;
+                let next_block = latest.as_ref().map_or(1, |b| b.last_block + 1);
+                self.metrics.unbatched_blocks.set((head + 1).saturating_sub(next_block) as i64);
+                if head < next_block {
+                    return Ok(None);
+                }
+                let index = latest.map_or(0, |b| b.index + 1);
+                let batch = self.build(index, next_block, head).await?;
+                self.store.insert_batch(&batch).await?;
+                tracing::info!(
+                    index,
+                    first = batch.first_block,
+                    last = batch.last_block,
+                    bytes = batch.data.len(),
+                    "built batch"
+                );
+                batch
+            }
+        };
+        if batch.index < on_l1 {
+            return self.adopt_posted(&batch).await.map(Some);
+        }
+        if batch.index > on_l1 {
+            return Err(L1Error::Inconsistent(format!(
+                "the contract holds {on_l1} batches but batch {} is next here",
+                batch.index
+            )));
+        }
+        self.send(&batch).await.map(Some)
+    }
+
+    /// Encodes blocks `first..=head` (or fewer, to fit the limits) into a batch.
+    async fn build(&self, index: u64, first: u64, head: u64) -> Result<BatchRecord, L1Error> {
+        let mut last = head.min(first + self.config.max_blocks_per_batch - 1);
+        loop {
+            let blocks: Vec<BatchBlock> = self
+                .store
+                .blocks_for_batch(first, last)
+                .await?
+                .into_iter()
+                .map(|(number, timestamp, transactions)| BatchBlock {
+                    number,
+                    timestamp,
+                    transactions,
+                })
+                .collect();
+            let data = encode_batch(&blocks);
+            if data.len() <= self.config.max_batch_bytes || last == first {
+                return Ok(BatchRecord {
+                    index,
+                    first_block: first,
+                    last_block: last,
+                    data_hash: keccak256(&data),
+                    data,
+                    l1_tx_hash: None,
+                    l1_block: None,
+                });
+            }
+            last = first + (last - first) / 2;
+        }
+    }
+
+    /// Appends `batch` on L1 (the contract holds exactly `batch.index` batches).
+    async fn send(&self, batch: &BatchRecord) -> Result<u64, L1Error> {
+        let receipt = self
+            .contract
+            .appendBatch(
+                U256::from(batch.index),
+                batch.first_block,
+                batch.last_block,
+                batch.data.clone(),
+            )
+            .send()
+            .await
+            .map_err(L1Error::rpc)?
+            .with_timeout(Some(Duration::from_secs(60)))
+            .get_receipt()
+            .await
+            .map_err(L1Error::rpc)?;
+        if !receipt.status() {
+            // Someone (an earlier run of ours) may have appended it meanwhile;
+            // the next step re-reads the contract.
+            return Err(L1Error::Rpc(format!(
+                "appendBatch {} reverted in {}",
+                batch.index, receipt.transaction_hash
+            )));
+        }
+        let l1_block = receipt.block_number.unwrap_or_default();
+        self.store.mark_batch_posted(batch.index, receipt.transaction_hash, l1_block).await?;
+        self.metrics.batches_posted.inc();
+        self.metrics.batch_bytes_posted.inc_by(batch.data.len() as u64);
+        tracing::info!(index = batch.index, l1_tx = %receipt.transaction_hash, l1_block, "batch posted");
+        Ok(batch.index)
+    }
+
+    /// The contract already holds this batch index: check it is ours and mark it.
+    async fn adopt_posted(&self, batch: &BatchRecord) -> Result<u64, L1Error> {
+        let events = self
+            .contract
+            .BatchAppended_filter()
+            .topic1(U256::from(batch.index))
+            .from_block(self.config.l1_start_block)
+            .query()
+            .await
+            .map_err(L1Error::rpc)?;
+        let (event, log) = events.into_iter().next().ok_or_else(|| {
+            L1Error::Rpc(format!(
+                "batch {} is counted on L1 but its event is not visible yet",
+                batch.index
+            ))
+        })?;
+        if event.dataHash != batch.data_hash
+            || event.firstBlock != batch.first_block
+            || event.lastBlock != batch.last_block
+        {
+            return Err(L1Error::Inconsistent(format!(
+                "L1 batch {} differs from ours (blocks {}..={}, hash {})",
+                batch.index, event.firstBlock, event.lastBlock, event.dataHash
+            )));
+        }
+        let tx_hash = log.transaction_hash.unwrap_or_default();
+        self.store
+            .mark_batch_posted(batch.index, tx_hash, log.block_number.unwrap_or_default())
+            .await?;
+        tracing::info!(index = batch.index, l1_tx = %tx_hash, "batch was already on L1; marked posted");
+        Ok(batch.index)
+    }
+}

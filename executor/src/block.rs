@@ -1,0 +1,417 @@
+//! Block building: executing an ordered list of transactions into an L2 block.
+//!
+//! The sequencer's block producer and the verifier both call
+//! [`execute_block`], so a block derived from L1 is rebuilt by exactly the code
+//! that produced it. The producer skips transactions that turn out invalid
+//! ([`InvalidTxPolicy::Skip`]); a verifier refuses the block instead
+//! ([`InvalidTxPolicy::Reject`]), since the sequencer never posts them.
+
+use crate::{
+    ChainConfig,
+    state::{BlockState, StateDiff},
+    tx::{RecoveredTx, tx_env},
+};
+use alloy_consensus::{
+    EMPTY_OMMER_ROOT_HASH, Eip658Value, Header, Receipt, ReceiptEnvelope, ReceiptWithBloom,
+    TxEnvelope, TxType, proofs,
+};
+use alloy_eips::Typed2718;
+use alloy_primitives::{Address, B256, Bloom, Bytes, U256};
+use alloy_trie::EMPTY_ROOT_HASH;
+use revm::{
+    Context, DatabaseRef, ExecuteCommitEvm, MainBuilder, MainContext,
+    context::{BlockEnv, CfgEnv, result::EVMError, result::InvalidTransaction},
+    context_interface::block::BlobExcessGasAndPrice,
+    primitives::eip4844::BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN,
+};
+
+/// What to do with a transaction that cannot be included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidTxPolicy {
+    /// Leave it out of the block and report why (block production).
+    Skip,
+    /// Fail the whole block (verification of a posted block).
+    Reject,
+}
+
+/// Why a transaction was left out of a block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// It may become valid later (nonce gap, block full, fee below base fee):
+    /// keep it in the pool.
+    Deferred(String),
+    /// It can never be included (nonce too low, cannot pay): drop it.
+    Invalid(String),
+}
+
+/// A transaction the producer left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedTx {
+    /// Its hash.
+    pub hash: B256,
+    /// Why.
+    pub reason: SkipReason,
+}
+
+/// Per-transaction facts a receipt does not carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxOutcome {
+    /// Gas this transaction used.
+    pub gas_used: u64,
+    /// Price per gas it paid (base fee + tip).
+    pub effective_gas_price: u128,
+    /// Address of the contract it created, if any.
+    pub contract_address: Option<Address>,
+}
+
+/// The parent a new block builds on.
+#[derive(Debug, Clone, Copy)]
+pub struct ParentBlock<'a> {
+    /// The parent's header.
+    pub header: &'a Header,
+    /// The parent's hash.
+    pub hash: B256,
+}
+
+/// A block executed but not yet sealed with its state root.
+#[derive(Debug, Clone)]
+pub struct ExecutedBlock {
+    /// The header; `state_root` is filled by [`ExecutedBlock::seal`].
+    pub header: Header,
+    /// The included transactions, in order.
+    pub transactions: Vec<RecoveredTx>,
+    /// One receipt per included transaction.
+    pub receipts: Vec<ReceiptEnvelope>,
+    /// One outcome per included transaction.
+    pub outcomes: Vec<TxOutcome>,
+    /// Transactions left out (only with [`InvalidTxPolicy::Skip`]).
+    pub skipped: Vec<SkippedTx>,
+    /// What the block changed.
+    pub diff: StateDiff,
+}
+
+/// A block with its state root and hash.
+#[derive(Debug, Clone)]
+pub struct SealedBlock {
+    /// Block hash: keccak256 of the RLP header, as on Ethereum.
+    pub hash: B256,
+    /// Everything the execution produced.
+    pub block: ExecutedBlock,
+}
+
+impl ExecutedBlock {
+    /// Fills in the post-state root and hashes the header.
+    pub fn seal(mut self, state_root: B256) -> SealedBlock {
+        self.header.state_root = state_root;
+        SealedBlock { hash: self.header.hash_slow(), block: self }
+    }
+}
+
+/// Errors that stop a block from being built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BlockError<DbError> {
+    /// The state snapshot failed (fatal: the snapshot is broken).
+    #[error("state read failed: {0}")]
+    Database(DbError),
+    /// A transaction is invalid and the policy is [`InvalidTxPolicy::Reject`].
+    #[error("transaction {index} ({hash}) is invalid: {reason}")]
+    InvalidTransaction {
+        /// Position in the block.
+        index: usize,
+        /// Its hash.
+        hash: B256,
+        /// Why.
+        reason: String,
+    },
+    /// revm failed for a reason that is not the transaction's fault.
+    #[error("evm failure: {0}")]
+    Evm(String),
+}
+
+/// The genesis header of a chain with the given state root.
+pub fn genesis_header(config: &ChainConfig, timestamp: u64, state_root: B256) -> Header {
+    Header {
+        number: 0,
+        timestamp,
+        gas_limit: config.block_gas_limit,
+        base_fee_per_gas: Some(config.eip1559.initial_base_fee),
+        state_root,
+        ..cancun_header_defaults()
+    }
+}
+
+fn cancun_header_defaults() -> Header {
+    Header {
+        ommers_hash: EMPTY_OMMER_ROOT_HASH,
+        transactions_root: EMPTY_ROOT_HASH,
+        receipts_root: EMPTY_ROOT_HASH,
+        withdrawals_root: Some(EMPTY_ROOT_HASH),
+        blob_gas_used: Some(0),
+        excess_blob_gas: Some(0),
+        parent_beacon_block_root: Some(B256::ZERO),
+        ..Header::default()
+    }
+}
+
+/// Executes `transactions` in order as the child of `parent` at `timestamp`,
+/// reading state from `state`.
+///
+/// Fees: priority fees go to the configured fee recipient and the base fee is
+/// burned, exactly as revm's mainnet handler does on Ethereum.
+pub fn execute_block<DB: DatabaseRef>(
+    config: &ChainConfig,
+    state: &DB,
+    parent: ParentBlock<'_>,
+    timestamp: u64,
+    transactions: Vec<RecoveredTx>,
+    policy: InvalidTxPolicy,
+) -> Result<ExecutedBlock, BlockError<DB::Error>> {
+    let number = parent.header.number + 1;
+    let base_fee = config.next_base_fee(
+        parent.header.gas_used,
+        parent.header.base_fee_per_gas.unwrap_or(config.eip1559.initial_base_fee),
+    );
+    let block_env = BlockEnv {
+        number: U256::from(number),
+        beneficiary: config.fee_recipient,
+        timestamp: U256::from(timestamp),
+        gas_limit: config.block_gas_limit,
+        basefee: base_fee,
+        difficulty: U256::ZERO,
+        prevrandao: Some(B256::ZERO),
+        blob_excess_gas_and_price: Some(BlobExcessGasAndPrice::new(
+            0,
+            BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN,
+        )),
+        slot_num: 0,
+    };
+    let cfg = CfgEnv::new_with_spec(config.fork.spec_id()).with_chain_id(config.chain_id);
+    let mut overlay = BlockState::new(state);
+    let mut evm = Context::mainnet()
+        .with_cfg(cfg)
+        .with_block(block_env)
+        .with_db(&mut overlay)
+        .build_mainnet();
+
+    let mut included = Vec::with_capacity(transactions.len());
+    let mut receipts = Vec::with_capacity(transactions.len());
+    let mut outcomes = Vec::with_capacity(transactions.len());
+    let mut skipped = Vec::new();
+    let mut cumulative_gas = 0u64;
+    let mut logs_bloom = Bloom::ZERO;
+
+    for (index, tx) in transactions.into_iter().enumerate() {
+        let hash = *tx.inner().tx_hash();
+        let skip = |reason: SkipReason| -> Result<Option<SkippedTx>, BlockError<DB::Error>> {
+            match policy {
+                InvalidTxPolicy::Skip => Ok(Some(SkippedTx { hash, reason })),
+                InvalidTxPolicy::Reject => {
+                    let (SkipReason::Deferred(reason) | SkipReason::Invalid(reason)) = reason;
+                    Err(BlockError::InvalidTransaction { index, hash, reason })
+                }
+            }
+        };
+        let gas_limit = alloy_consensus::Transaction::gas_limit(tx.inner());
+        if cumulative_gas + gas_limit > config.block_gas_limit {
+            skipped.extend(skip(SkipReason::Deferred("block gas limit reached".into()))?);
+            continue;
+        }
+        let result = match evm.transact_commit(tx_env(&tx)) {
+            Ok(result) => result,
+            Err(EVMError::Transaction(invalid)) => {
+                skipped.extend(skip(classify(&invalid))?);
+                continue;
+            }
+            Err(EVMError::Database(e)) => return Err(BlockError::Database(e)),
+            Err(other) => return Err(BlockError::Evm(other.to_string())),
+        };
+        let gas_used = result.tx_gas_used();
+        cumulative_gas += gas_used;
+        let receipt = Receipt {
+            status: Eip658Value::Eip658(result.is_success()),
+            cumulative_gas_used: cumulative_gas,
+            logs: result.logs().to_vec(),
+        };
+        let bloom = receipt.bloom_slow();
+        logs_bloom |= bloom;
+        let tx_type = TxType::try_from(tx.inner().ty()).unwrap_or(TxType::Legacy);
+        receipts.push(ReceiptEnvelope::from_typed(tx_type, ReceiptWithBloom::new(receipt, bloom)));
+        outcomes.push(TxOutcome {
+            gas_used,
+            effective_gas_price: alloy_consensus::Transaction::effective_gas_price(
+                tx.inner(),
+                Some(base_fee),
+            ),
+            contract_address: result.created_address(),
+        });
+        included.push(tx);
+    }
+    drop(evm);
+    let diff = overlay.into_diff().map_err(BlockError::Database)?;
+
+    let envelopes: Vec<&TxEnvelope> = included.iter().map(|tx| tx.inner()).collect();
+    let header = Header {
+        parent_hash: parent.hash,
+        beneficiary: config.fee_recipient,
+        transactions_root: proofs::calculate_transaction_root(&envelopes),
+        receipts_root: proofs::calculate_receipt_root(&receipts),
+        logs_bloom,
+        number,
+        gas_limit: config.block_gas_limit,
+        gas_used: cumulative_gas,
+        timestamp,
+        extra_data: Bytes::new(),
+        base_fee_per_gas: Some(base_fee),
+        ..cancun_header_defaults()
+    };
+    Ok(ExecutedBlock { header, transactions: included, receipts, outcomes, skipped, diff })
+}
+
+/// Sorts an invalid transaction into "may become valid" and "never valid".
+fn classify(invalid: &InvalidTransaction) -> SkipReason {
+    match invalid {
+        InvalidTransaction::NonceTooHigh { .. } | InvalidTransaction::GasPriceLessThanBasefee => {
+            SkipReason::Deferred(invalid.to_string())
+        }
+        InvalidTransaction::NonceTooLow { .. } => SkipReason::Invalid("nonce too low".into()),
+        InvalidTransaction::LackOfFundForMaxFee { .. } => {
+            SkipReason::Invalid("insufficient funds for gas * price + value".into())
+        }
+        other => SkipReason::Invalid(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        genesis::{ChainGenesis, funded_genesis},
+        state::MemoryState,
+    };
+    use alloy_consensus::{SignableTransaction, TxEip1559, TxLegacy};
+    use alloy_primitives::{TxKind, address};
+    use alloy_signer::SignerSync;
+    use alloy_signer_local::PrivateKeySigner;
+
+    const BOB: Address = address!("0x0000000000000000000000000000000000000b0b");
+
+    fn setup() -> (ChainConfig, PrivateKeySigner, ChainGenesis) {
+        let config = ChainConfig::dev_defaults();
+        let signer = PrivateKeySigner::from_bytes(&B256::repeat_byte(0x11)).unwrap();
+        let genesis =
+            funded_genesis(&config, 1_000, [signer.address()], U256::from(10u128.pow(18)));
+        let chain = ChainGenesis::from_genesis(&config, &genesis);
+        (config, signer, chain)
+    }
+
+    fn transfer(
+        config: &ChainConfig,
+        signer: &PrivateKeySigner,
+        nonce: u64,
+        value: u64,
+    ) -> RecoveredTx {
+        let tx = TxEip1559 {
+            chain_id: config.chain_id,
+            nonce,
+            gas_limit: 21_000,
+            max_fee_per_gas: 3_000_000_000,
+            max_priority_fee_per_gas: 1_000_000_000,
+            to: TxKind::Call(BOB),
+            value: U256::from(value),
+            ..Default::default()
+        };
+        let signature = signer.sign_hash_sync(&tx.signature_hash()).unwrap();
+        RecoveredTx::new_unchecked(tx.into_signed(signature).into(), signer.address())
+    }
+
+    fn build(
+        config: &ChainConfig,
+        state: &mut MemoryState,
+        parent: &Header,
+        txs: Vec<RecoveredTx>,
+    ) -> SealedBlock {
+        let parent = ParentBlock { header: parent, hash: parent.hash_slow() };
+        let executed =
+            execute_block(config, state, parent, 2_000, txs, InvalidTxPolicy::Skip).unwrap();
+        state.apply(&executed.diff);
+        executed.seal(state.state_root())
+    }
+
+    #[test]
+    fn transfer_pays_tip_to_fee_recipient_and_burns_base_fee() {
+        let (config, signer, mut chain) = setup();
+        let sealed =
+            build(&config, &mut chain.state, &chain.header, vec![transfer(&config, &signer, 0, 5)]);
+        let block = &sealed.block;
+        assert_eq!(block.header.number, 1);
+        assert_eq!(block.header.parent_hash, chain.hash);
+        assert_eq!(block.header.gas_used, 21_000);
+        assert_eq!(block.receipts.len(), 1);
+        assert!(block.receipts[0].is_success());
+        assert_eq!(sealed.hash, block.header.hash_slow());
+
+        let base_fee = block.header.base_fee_per_gas.unwrap() as u128;
+        let tip = 1_000_000_000u128.min(3_000_000_000 - base_fee);
+        let state = &chain.state;
+        assert_eq!(state.account(&BOB).unwrap().balance, U256::from(5));
+        assert_eq!(state.account(&config.fee_recipient).unwrap().balance, U256::from(21_000 * tip));
+        let sender = state.account(&signer.address()).unwrap();
+        assert_eq!(sender.nonce, 1);
+        assert_eq!(
+            sender.balance,
+            U256::from(10u128.pow(18) - 5 - 21_000 * (base_fee + tip)),
+            "the sender pays base fee and tip; only the tip reaches the fee recipient"
+        );
+        assert_eq!(block.header.state_root, state.state_root());
+    }
+
+    #[test]
+    fn invalid_transactions_are_skipped_or_reject_the_block() {
+        let (config, signer, chain) = setup();
+        let mut state = chain.state.clone();
+        // Nonce 1 before nonce 0 is deferred; a replayed nonce 0 is invalid.
+        let txs = vec![
+            transfer(&config, &signer, 1, 1),
+            transfer(&config, &signer, 0, 1),
+            transfer(&config, &signer, 0, 2),
+        ];
+        let sealed = build(&config, &mut state, &chain.header, txs.clone());
+        assert_eq!(sealed.block.transactions.len(), 1);
+        assert!(matches!(sealed.block.skipped[0].reason, SkipReason::Deferred(_)));
+        assert_eq!(sealed.block.skipped[1].reason, SkipReason::Invalid("nonce too low".into()));
+
+        let parent = ParentBlock { header: &chain.header, hash: chain.hash };
+        let err = execute_block(&config, &chain.state, parent, 2_000, txs, InvalidTxPolicy::Reject)
+            .unwrap_err();
+        assert!(matches!(err, BlockError::InvalidTransaction { index: 0, .. }), "{err}");
+    }
+
+    #[test]
+    fn contract_creation_persists_code_and_storage() {
+        let (config, signer, chain) = setup();
+        let mut state = chain.state.clone();
+        // Init code: SSTORE(0, 42); return a 1-byte runtime `STOP`.
+        let init = alloy_primitives::hex!("602a60005560016000f3");
+        let tx = TxLegacy {
+            chain_id: Some(config.chain_id),
+            nonce: 0,
+            gas_price: 2_000_000_000,
+            gas_limit: 100_000,
+            to: TxKind::Create,
+            value: U256::ZERO,
+            input: Bytes::copy_from_slice(&init),
+        };
+        let signature = signer.sign_hash_sync(&tx.signature_hash()).unwrap();
+        let tx = RecoveredTx::new_unchecked(tx.into_signed(signature).into(), signer.address());
+        let sealed = build(&config, &mut state, &chain.header, vec![tx]);
+        let created = sealed.block.outcomes[0].contract_address.expect("created");
+        assert_eq!(created, signer.address().create(0));
+        assert_eq!(state.storage_ref(created, U256::ZERO).unwrap(), U256::from(42));
+        assert_eq!(sealed.block.diff.code.len(), 1);
+        // Rebuilding the state from scratch with the diff gives the same root.
+        let mut replay = chain.state.clone();
+        replay.apply(&sealed.block.diff);
+        assert_eq!(replay.state_root(), sealed.block.header.state_root);
+    }
+}

@@ -1,0 +1,34 @@
+//! The rollup's execution layer: chain config, chain types, state and block
+//! building.
+//!
+//! This crate is the bottom of the workspace: it knows nothing of HTTP, SQL or
+//! L1. The sequencer's block producer and the verifier share it, so a block
+//! rebuilt from L1 data is executed by exactly the code that produced it.
+//!
+//! - [`config`]: the versioned chain config every role reads.
+//! - [`genesis`]: genesis block and state from a geth-style genesis file.
+//! - [`state`]: the in-memory state snapshot (a revm `DatabaseRef`), the
+//!   per-block overlay and the state diff.
+//! - [`block`]: executes an ordered list of transactions into a block.
+//! - [`tx`]: signed transactions into revm's `TxEnv`.
+//!
+//! ```
+//! use rollup_executor::{ChainConfig, genesis::{ChainGenesis, funded_genesis}};
+//! use alloy_primitives::{Address, U256};
+//!
+//! let config = ChainConfig::dev_defaults();
+//! let genesis = funded_genesis(&config, 0, [Address::repeat_byte(1)], U256::from(1));
+//! let chain = ChainGenesis::from_genesis(&config, &genesis);
+//! assert_eq!(chain.header.number, 0);
+//! ```
+
+pub mod block;
+pub mod config;
+pub mod genesis;
+pub mod state;
+pub mod tx;
+
+pub use block::{ExecutedBlock, InvalidTxPolicy, ParentBlock, SealedBlock, execute_block};
+pub use config::ChainConfig;
+pub use state::{MemoryState, StateDiff};
+pub use tx::RecoveredTx;

@@ -1,0 +1,123 @@
+//! Admission of raw transactions: decode, recover the sender, and check them
+//! against the chain rules and the head state, with geth's error messages.
+
+use crate::chain_view::ChainView;
+use alloy_consensus::{Transaction, TxEnvelope, transaction::SignerRecoverable};
+use alloy_eips::Decodable2718;
+use alloy_primitives::{Bytes, U256};
+use rollup_executor::ChainConfig;
+use rollup_store::NewTransaction;
+
+/// Largest accepted transaction (geth's txpool limit).
+pub const MAX_TX_BYTES: usize = 128 * 1024;
+
+/// Why a transaction was refused; the `Display` text is geth's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdmissionError {
+    /// Bigger than [`MAX_TX_BYTES`].
+    #[error("oversized data")]
+    Oversized,
+    /// Not a valid EIP-2718 envelope.
+    #[error("invalid transaction: {0}")]
+    Decode(String),
+    /// A type this chain does not accept.
+    #[error("transaction type not supported")]
+    UnsupportedType,
+    /// Legacy transaction without EIP-155 chain id.
+    #[error("only replay-protected (EIP-155) transactions allowed over RPC")]
+    Unprotected,
+    /// Signed for another chain.
+    #[error("invalid chain id")]
+    WrongChainId,
+    /// The signature does not recover.
+    #[error("invalid sender")]
+    InvalidSender,
+    /// Gas limit above the block gas limit.
+    #[error("exceeds block gas limit")]
+    GasLimit,
+    /// Gas limit below the intrinsic cost.
+    #[error("intrinsic gas too low")]
+    IntrinsicGas,
+    /// Fee cap below the chain's minimum base fee.
+    #[error("transaction underpriced")]
+    Underpriced,
+    /// Tip above the fee cap.
+    #[error("max priority fee per gas higher than max fee per gas")]
+    TipAboveFeeCap,
+    /// Nonce already used.
+    #[error("nonce too low")]
+    NonceTooLow,
+    /// Cannot pay for gas and value.
+    #[error("insufficient funds for gas * price + value")]
+    InsufficientFunds,
+}
+
+/// Decodes and validates a raw transaction against the head in `view`.
+pub fn admit(
+    config: &ChainConfig,
+    view: &ChainView,
+    raw: &[u8],
+) -> Result<NewTransaction, AdmissionError> {
+    if raw.len() > MAX_TX_BYTES {
+        return Err(AdmissionError::Oversized);
+    }
+    let tx =
+        TxEnvelope::decode_2718_exact(raw).map_err(|e| AdmissionError::Decode(e.to_string()))?;
+    if tx.is_eip4844() || tx.is_eip7702() {
+        return Err(AdmissionError::UnsupportedType);
+    }
+    match tx.chain_id() {
+        None => return Err(AdmissionError::Unprotected),
+        Some(id) if id != config.chain_id => return Err(AdmissionError::WrongChainId),
+        Some(_) => {}
+    }
+    let sender = tx.recover_signer().map_err(|_| AdmissionError::InvalidSender)?;
+    if tx.gas_limit() > config.block_gas_limit {
+        return Err(AdmissionError::GasLimit);
+    }
+    if tx.gas_limit() < intrinsic_gas(&tx) {
+        return Err(AdmissionError::IntrinsicGas);
+    }
+    if tx.max_fee_per_gas() < u128::from(config.eip1559.min_base_fee) {
+        return Err(AdmissionError::Underpriced);
+    }
+    if tx.max_priority_fee_per_gas().is_some_and(|tip| tip > tx.max_fee_per_gas()) {
+        return Err(AdmissionError::TipAboveFeeCap);
+    }
+    let account = view.read().state.account(&sender);
+    let (nonce, balance) = account.map_or((0, U256::ZERO), |a| (a.nonce, a.balance));
+    if tx.nonce() < nonce {
+        return Err(AdmissionError::NonceTooLow);
+    }
+    let cost = U256::from(tx.gas_limit())
+        .saturating_mul(U256::from(tx.max_fee_per_gas()))
+        .saturating_add(tx.value());
+    if balance < cost {
+        return Err(AdmissionError::InsufficientFunds);
+    }
+    Ok(NewTransaction {
+        hash: *tx.tx_hash(),
+        sender,
+        nonce: tx.nonce(),
+        raw: Bytes::copy_from_slice(raw),
+    })
+}
+
+/// Intrinsic gas at Cancun: base cost, calldata, contract creation with
+/// init-code words (EIP-3860) and access list.
+pub fn intrinsic_gas(tx: &TxEnvelope) -> u64 {
+    let input = tx.input();
+    let zeros = input.iter().filter(|b| **b == 0).count() as u64;
+    let non_zeros = input.len() as u64 - zeros;
+    let mut gas = 21_000 + zeros * 4 + non_zeros * 16;
+    if tx.is_create() {
+        gas += 32_000 + (input.len() as u64).div_ceil(32) * 2;
+    }
+    if let Some(list) = tx.access_list() {
+        for item in list.iter() {
+            gas += 2_400 + item.storage_keys.len() as u64 * 1_900;
+        }
+    }
+    gas
+}

@@ -1,0 +1,110 @@
+//! The API's view of the chain head: the head header and the in-memory head
+//! state, so reads and admission checks never wait on SQL.
+//!
+//! In an all-in-one process the block producer pushes each committed block
+//! into the view; an API-only process follows the database instead
+//! ([`follow`]), applying each new block's stored state diff.
+
+use alloy_consensus::Header;
+use alloy_primitives::B256;
+use rollup_executor::{MemoryState, StateDiff};
+use rollup_store::Store;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+/// Head header, its hash and the head state.
+#[derive(Debug)]
+pub struct Head {
+    /// The head block's header.
+    pub header: Header,
+    /// The head block's hash.
+    pub hash: B256,
+    /// The state after the head block.
+    pub state: MemoryState,
+}
+
+/// Shared, read-mostly view of the head.
+#[derive(Debug, Clone)]
+pub struct ChainView {
+    inner: Arc<RwLock<Head>>,
+    updates: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl ChainView {
+    /// A view starting at `head`.
+    pub fn new(head: Head) -> Self {
+        let number = head.header.number;
+        Self {
+            inner: Arc::new(RwLock::new(head)),
+            updates: Arc::new(tokio::sync::watch::channel(number).0),
+        }
+    }
+
+    /// Loads the head from the store.
+    pub async fn load(store: &Store) -> rollup_store::Result<Self> {
+        let (state, header, hash) = store.load_head_state().await?;
+        Ok(Self::new(Head { header, hash, state }))
+    }
+
+    /// Read access to the head. Do not hold it across an `.await`.
+    pub fn read(&self) -> RwLockReadGuard<'_, Head> {
+        self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The head block number.
+    pub fn number(&self) -> u64 {
+        self.read().header.number
+    }
+
+    /// Moves the view to a newly committed block.
+    pub fn advance(&self, header: Header, hash: B256, diff: &StateDiff) {
+        let number = header.number;
+        {
+            let mut head = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if number != head.header.number + 1 {
+                return;
+            }
+            head.state.apply(diff);
+            head.state.insert_block_hash(number, hash);
+            head.header = header;
+            head.hash = hash;
+        }
+        self.updates.send_replace(number);
+    }
+
+    /// Subscribes to head changes (the new head number).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.updates.subscribe()
+    }
+}
+
+/// Keeps `view` at the database's head by applying stored diffs (API-only
+/// processes). Returns when `shutdown` fires.
+pub async fn follow(
+    view: ChainView,
+    store: Store,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if let Err(error) = catch_up(&view, &store).await {
+            tracing::warn!(%error, "chain follower failed to catch up");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn catch_up(view: &ChainView, store: &Store) -> rollup_store::Result<()> {
+    let head = store.head_number().await?;
+    let mut next = view.number() + 1;
+    while next <= head {
+        let block = store.block_by_number(next).await?;
+        let diff = store.state_diff(next).await?;
+        let (Some(block), Some(diff)) = (block, diff) else { break };
+        view.advance(block.header, block.hash, &diff);
+        next += 1;
+    }
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! `rollup-node`: the rollup's one binary.
+//!
+//! - `rollup-node dev`: the whole dev network (private Postgres, anvil, all roles).
+//! - `rollup-node run`: chosen roles against a given database, L1 and chain config.
+//! - `rollup-node migrate`: apply database migrations and exit.
+
+use clap::{Parser, Subcommand};
+use rollup_batcher::l1::parse_key;
+use rollup_sequencer::{
+    dev::{self, DevOptions},
+    node::{self, NodeOptions, Roles},
+};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(name = "rollup-node", version, about = "Optimistic rollup sequencer node")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole system locally on embedded defaults.
+    Dev {
+        /// Data folder (chain config, genesis, anvil state, Postgres when reachable).
+        #[arg(long, default_value = ".dev")]
+        data_dir: PathBuf,
+        /// Funded L2 dev accounts.
+        #[arg(long, env = "DEV_ACCOUNTS", default_value_t = 1_000)]
+        accounts: u32,
+        /// JSON-RPC listen address.
+        #[arg(long, env = "RPC_ADDR", default_value = "127.0.0.1:8547")]
+        rpc_addr: SocketAddr,
+        /// Metrics listen address.
+        #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9547")]
+        metrics_addr: SocketAddr,
+        /// Port of the private Postgres.
+        #[arg(long, env = "DEV_PG_PORT", default_value_t = 55_432)]
+        pg_port: u16,
+        /// Port of anvil.
+        #[arg(long, env = "DEV_L1_PORT", default_value_t = 8_545)]
+        l1_port: u16,
+        /// Use this database instead of a private Postgres.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Option<String>,
+        /// Use this L1 instead of starting anvil.
+        #[arg(long, env = "L1_RPC_URL")]
+        l1_rpc_url: Option<String>,
+    },
+    /// Run chosen roles.
+    Run {
+        /// The chain config file.
+        #[arg(long, env = "CHAIN_CONFIG")]
+        chain_config: PathBuf,
+        /// Postgres URL.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        /// L1 JSON-RPC URL.
+        #[arg(long, env = "L1_RPC_URL")]
+        l1_rpc_url: String,
+        /// Roles: any of api,producer,batcher,proposer, or all.
+        #[arg(long, env = "ROLES", default_value = "all", value_parser = Roles::parse)]
+        roles: Roles,
+        /// JSON-RPC listen address.
+        #[arg(long, env = "RPC_ADDR", default_value = "127.0.0.1:8547")]
+        rpc_addr: SocketAddr,
+        /// Metrics listen address.
+        #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9547")]
+        metrics_addr: SocketAddr,
+        /// File holding the batcher's hex L1 key (or set BATCHER_KEY).
+        #[arg(long, env = "BATCHER_KEY_FILE")]
+        batcher_key_file: Option<PathBuf>,
+        /// File holding the proposer's hex L1 key (or set PROPOSER_KEY).
+        #[arg(long, env = "PROPOSER_KEY_FILE")]
+        proposer_key_file: Option<PathBuf>,
+        /// Seconds between state-root proposals.
+        #[arg(long, env = "PROPOSAL_INTERVAL_SECS", default_value_t = 10)]
+        proposal_interval_secs: u64,
+        /// Seconds between batcher polls.
+        #[arg(long, env = "BATCH_INTERVAL_SECS", default_value_t = 1)]
+        batch_interval_secs: u64,
+        /// Tip suggested to wallets, in wei.
+        #[arg(long, env = "SUGGESTED_PRIORITY_FEE", default_value_t = 1_000_000)]
+        suggested_priority_fee: u128,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        /// Postgres URL.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
+}
+
+/// A secret from a file or an environment variable; never logged.
+fn load_key(
+    file: Option<PathBuf>,
+    env: &str,
+) -> eyre::Result<Option<alloy::signers::local::PrivateKeySigner>> {
+    let text = match file {
+        Some(path) => Some(
+            std::fs::read_to_string(&path)
+                .map_err(|e| eyre::eyre!("read {}: {e}", path.display()))?,
+        ),
+        None => std::env::var(env).ok(),
+    };
+    Ok(text.map(|t| parse_key(&t)).transpose()?)
+}
+
+#[tokio::main]
+async fn main() -> eyre::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Dev {
+            data_dir,
+            accounts,
+            rpc_addr,
+            metrics_addr,
+            pg_port,
+            l1_port,
+            database_url,
+            l1_rpc_url,
+        } => {
+            dev::run(DevOptions {
+                data_dir,
+                accounts,
+                rpc_addr,
+                metrics_addr,
+                pg_port,
+                l1_port,
+                database_url,
+                l1_rpc_url,
+            })
+            .await
+        }
+        Command::Run {
+            chain_config,
+            database_url,
+            l1_rpc_url,
+            roles,
+            rpc_addr,
+            metrics_addr,
+            batcher_key_file,
+            proposer_key_file,
+            proposal_interval_secs,
+            batch_interval_secs,
+            suggested_priority_fee,
+        } => {
+            let options = NodeOptions {
+                chain_config,
+                database_url,
+                l1_rpc_url,
+                roles,
+                rpc_addr,
+                metrics_addr,
+                batcher_key: load_key(batcher_key_file, "BATCHER_KEY")?,
+                proposer_key: load_key(proposer_key_file, "PROPOSER_KEY")?,
+                proposal_interval: Duration::from_secs(proposal_interval_secs),
+                batch_interval: Duration::from_secs(batch_interval_secs),
+                suggested_priority_fee,
+            };
+            let running = node::start(options, node::shutdown_on_signals()).await?;
+            running.wait().await;
+            Ok(())
+        }
+        Command::Migrate { database_url } => {
+            let store = rollup_store::Store::connect(&database_url, 2).await?;
+            store.migrate().await?;
+            println!("migrations applied");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Wiring of the roles into one process: any set of API, block producer,
+//! batcher and proposer, over one database and one chain config.
+
+use crate::{
+    chain_view::{self, ChainView},
+    metrics::{NodeMetrics, ops_router},
+    producer::BlockProducer,
+    rpc::{self, RpcContext},
+};
+use alloy::signers::local::PrivateKeySigner;
+use eyre::WrapErr;
+use rollup_batcher::{BatchPoster, BatcherConfig, L1Metrics, Proposer, l1};
+use rollup_executor::{ChainConfig, genesis::ChainGenesis};
+use rollup_store::Store;
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use tokio::{net::TcpListener, sync::watch, task::JoinSet};
+
+/// The roles a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Roles {
+    /// JSON-RPC front door.
+    pub api: bool,
+    /// Block producer.
+    pub producer: bool,
+    /// Batch poster.
+    pub batcher: bool,
+    /// State-root proposer.
+    pub proposer: bool,
+}
+
+impl Roles {
+    /// Every role.
+    pub const ALL: Self = Self { api: true, producer: true, batcher: true, proposer: true };
+
+    /// Parses a comma-separated list (`api,producer,batcher,proposer` or `all`).
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut roles = Self::default();
+        for role in list.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            match role {
+                "all" => roles = Self::ALL,
+                "api" => roles.api = true,
+                "producer" => roles.producer = true,
+                "batcher" => roles.batcher = true,
+                "proposer" => roles.proposer = true,
+                other => return Err(format!("unknown role {other:?}")),
+            }
+        }
+        Ok(roles)
+    }
+}
+
+/// Everything a node process needs.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// Path of the chain config file.
+    pub chain_config: PathBuf,
+    /// Postgres URL.
+    pub database_url: String,
+    /// L1 JSON-RPC URL.
+    pub l1_rpc_url: String,
+    /// Roles to run.
+    pub roles: Roles,
+    /// JSON-RPC listen address.
+    pub rpc_addr: SocketAddr,
+    /// Metrics/health listen address.
+    pub metrics_addr: SocketAddr,
+    /// The batcher's L1 key (required with the batcher role).
+    pub batcher_key: Option<PrivateKeySigner>,
+    /// The proposer's L1 key (required with the proposer role).
+    pub proposer_key: Option<PrivateKeySigner>,
+    /// How often the proposer proposes.
+    pub proposal_interval: Duration,
+    /// How often the batcher looks for new blocks.
+    pub batch_interval: Duration,
+    /// Tip suggested to wallets (wei).
+    pub suggested_priority_fee: u128,
+}
+
+/// Addresses a running node listens on.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeAddresses {
+    /// JSON-RPC.
+    pub rpc: Option<SocketAddr>,
+    /// Metrics and health.
+    pub metrics: SocketAddr,
+}
+
+/// A started node: its addresses and its tasks.
+#[derive(Debug)]
+pub struct RunningNode {
+    /// Where it listens.
+    pub addresses: NodeAddresses,
+    tasks: JoinSet<()>,
+}
+
+impl RunningNode {
+    /// Waits until every task has stopped (after shutdown fired).
+    pub async fn wait(mut self) {
+        while let Some(result) = self.tasks.join_next().await {
+            if let Err(error) = result {
+                tracing::error!(%error, "a node task panicked");
+            }
+        }
+    }
+}
+
+/// Connects, migrates, writes or checks genesis and starts the roles.
+pub async fn start(
+    options: NodeOptions,
+    shutdown: watch::Receiver<bool>,
+) -> eyre::Result<RunningNode> {
+    let config = ChainConfig::load(&options.chain_config)?;
+    let genesis = ChainGenesis::load(&config, &config.genesis_path(&options.chain_config))?;
+    let store =
+        Store::connect(&options.database_url, 32).await.wrap_err("connect to the database")?;
+    store.migrate().await?;
+    store.init_genesis(config.chain_id, &genesis).await?;
+    drop(genesis);
+
+    let metrics = NodeMetrics::new()?;
+    let l1_metrics = L1Metrics::new(&metrics.registry)?;
+    let view = ChainView::load(&store).await?;
+    metrics.head_block.set(view.number() as i64);
+    let mut tasks = JoinSet::new();
+
+    if options.roles.producer {
+        let producer =
+            BlockProducer::new(config.clone(), store.clone(), view.clone(), metrics.clone())
+                .await?;
+        tasks.spawn(producer.run(shutdown.clone()));
+    } else if options.roles.api {
+        tasks.spawn(chain_view::follow(view.clone(), store.clone(), shutdown.clone()));
+    }
+    if options.roles.batcher {
+        let key = options
+            .batcher_key
+            .clone()
+            .ok_or_else(|| eyre::eyre!("the batcher role needs a batcher key"))?;
+        let provider = l1::signing_provider(&options.l1_rpc_url, key)?;
+        let batcher_config = BatcherConfig {
+            poll_interval: options.batch_interval,
+            l1_start_block: config.l1.start_block,
+            ..BatcherConfig::default()
+        };
+        let poster = BatchPoster::new(
+            store.clone(),
+            provider,
+            config.l1.settlement_contract,
+            batcher_config,
+            l1_metrics.clone(),
+        );
+        tasks.spawn(poster.run(shutdown.clone()));
+    }
+    if options.roles.proposer {
+        let key = options
+            .proposer_key
+            .clone()
+            .ok_or_else(|| eyre::eyre!("the proposer role needs a proposer key"))?;
+        let provider = l1::signing_provider(&options.l1_rpc_url, key)?;
+        let proposer = Proposer::new(
+            store.clone(),
+            provider,
+            config.l1.settlement_contract,
+            options.proposal_interval,
+            l1_metrics,
+        );
+        tasks.spawn(proposer.run(shutdown.clone()));
+    }
+
+    let metrics_listener =
+        TcpListener::bind(options.metrics_addr).await.wrap_err("bind the metrics address")?;
+    let metrics_addr = metrics_listener.local_addr()?;
+    let ops = ops_router(metrics.registry.clone(), store.clone());
+    tasks.spawn(serve(metrics_listener, ops, shutdown.clone()));
+
+    let mut rpc_addr = None;
+    if options.roles.api {
+        let context = Arc::new(RpcContext {
+            config: config.clone(),
+            store: store.clone(),
+            view: view.clone(),
+            metrics: metrics.clone(),
+            suggested_priority_fee: options.suggested_priority_fee,
+        });
+        let listener =
+            TcpListener::bind(options.rpc_addr).await.wrap_err("bind the JSON-RPC address")?;
+        rpc_addr = Some(listener.local_addr()?);
+        tasks.spawn(serve(listener, rpc::router(context), shutdown.clone()));
+    }
+    tracing::info!(rpc = ?rpc_addr, metrics = %metrics_addr, roles = ?options.roles, "node started");
+    Ok(RunningNode { addresses: NodeAddresses { rpc: rpc_addr, metrics: metrics_addr }, tasks })
+}
+
+async fn serve(listener: TcpListener, router: axum::Router, mut shutdown: watch::Receiver<bool>) {
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await;
+    if let Err(error) = result {
+        tracing::error!(%error, "server failed");
+    }
+}
+
+/// A channel that flips to `true` on SIGINT or SIGTERM.
+pub fn shutdown_on_signals() -> watch::Receiver<bool> {
+    let (sender, receiver) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install the SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        let _ = sender.send(true);
+    });
+    receiver
+}

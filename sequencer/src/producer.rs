@@ -1,0 +1,177 @@
+//! The block producer: every block time, takes pending transactions in
+//! arrival order, executes them into the next block and commits block,
+//! receipts, state and mempool status in one database transaction.
+
+use crate::{chain_view::ChainView, metrics::NodeMetrics};
+use alloy_consensus::{Header, TxEnvelope};
+use alloy_eips::Decodable2718;
+use alloy_primitives::{Address, B256};
+use rollup_executor::{
+    ChainConfig, InvalidTxPolicy, MemoryState, ParentBlock, RecoveredTx,
+    block::{SkipReason, SkippedTx},
+    execute_block,
+};
+use rollup_store::{PendingTransaction, Store, StoreError};
+use std::{collections::HashMap, time::Duration};
+
+/// Most transactions the producer considers for one block.
+pub const MAX_CANDIDATES_PER_BLOCK: i64 = 10_000;
+
+/// Errors of block production.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProducerError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Execution failed for a reason that is not a transaction's fault.
+    #[error("execution: {0}")]
+    Execution(String),
+}
+
+/// Produces blocks; owns its copy of the head state.
+#[derive(Debug)]
+pub struct BlockProducer {
+    config: ChainConfig,
+    store: Store,
+    view: ChainView,
+    state: MemoryState,
+    head: Header,
+    head_hash: B256,
+    metrics: NodeMetrics,
+}
+
+impl BlockProducer {
+    /// Loads the head from the store.
+    pub async fn new(
+        config: ChainConfig,
+        store: Store,
+        view: ChainView,
+        metrics: NodeMetrics,
+    ) -> Result<Self, ProducerError> {
+        let (state, head, head_hash) = store.load_head_state().await?;
+        Ok(Self { config, store, view, state, head, head_hash, metrics })
+    }
+
+    /// Produces blocks until `shutdown` fires.
+    pub async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let block_time = Duration::from_millis(self.config.block_time_ms);
+        let mut ticker = tokio::time::interval(block_time);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Err(error) = self.produce().await {
+                tracing::warn!(%error, "block production failed; reloading head state");
+                if let Err(error) = self.reload().await {
+                    tracing::error!(%error, "cannot reload the head state");
+                }
+            }
+        }
+    }
+
+    async fn reload(&mut self) -> Result<(), ProducerError> {
+        let (state, head, head_hash) = self.store.load_head_state().await?;
+        (self.state, self.head, self.head_hash) = (state, head, head_hash);
+        Ok(())
+    }
+
+    /// Builds and commits one block from the pending transactions, if any.
+    /// Returns the new block number.
+    pub async fn produce(&mut self) -> Result<Option<u64>, ProducerError> {
+        let pending = self.store.pending_transactions(MAX_CANDIDATES_PER_BLOCK).await?;
+        self.metrics.mempool_pending.set(pending.len() as i64);
+        if pending.is_empty() {
+            return Ok(None);
+        }
+        let (candidates, undecodable) = decode_in_nonce_order(pending);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let timestamp = self.config.next_timestamp(self.head.timestamp, now);
+        let parent = ParentBlock { header: &self.head, hash: self.head_hash };
+        let started = std::time::Instant::now();
+        let executed = execute_block(
+            &self.config,
+            &self.state,
+            parent,
+            timestamp,
+            candidates,
+            InvalidTxPolicy::Skip,
+        )
+        .map_err(|e| ProducerError::Execution(e.to_string()))?;
+        let mut dropped: Vec<SkippedTx> = executed
+            .skipped
+            .iter()
+            .filter(|s| matches!(s.reason, SkipReason::Invalid(_)))
+            .cloned()
+            .collect();
+        dropped.extend(undecodable);
+        if executed.transactions.is_empty() {
+            if !dropped.is_empty() {
+                self.store.drop_transactions(&dropped).await?;
+            }
+            return Ok(None);
+        }
+        let diff = executed.diff.clone();
+        self.state.apply(&diff);
+        let sealed = executed.seal(self.state.state_root());
+        let senders: Vec<Address> = sealed.block.transactions.iter().map(|t| t.signer()).collect();
+        if let Err(error) = self.store.commit_block(&sealed, &senders, &dropped).await {
+            // The in-memory state already moved: the caller reloads it.
+            return Err(error.into());
+        }
+        let number = sealed.block.header.number;
+        self.state.insert_block_hash(number, sealed.hash);
+        self.head = sealed.block.header.clone();
+        self.head_hash = sealed.hash;
+        self.view.advance(sealed.block.header.clone(), sealed.hash, &diff);
+        self.metrics.blocks_produced.inc();
+        self.metrics.transactions_included.inc_by(sealed.block.transactions.len() as u64);
+        self.metrics.head_block.set(number as i64);
+        tracing::info!(
+            number,
+            hash = %sealed.hash,
+            txs = sealed.block.transactions.len(),
+            gas = sealed.block.header.gas_used,
+            dropped = dropped.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "block committed"
+        );
+        Ok(Some(number))
+    }
+}
+
+/// Decodes pending transactions and orders them: arrival order overall, but
+/// each sender's transactions by nonce (a sender's slots, in arrival order,
+/// are filled with its transactions sorted by nonce).
+fn decode_in_nonce_order(pending: Vec<PendingTransaction>) -> (Vec<RecoveredTx>, Vec<SkippedTx>) {
+    let mut decoded = Vec::with_capacity(pending.len());
+    let mut bad = Vec::new();
+    for p in pending {
+        match TxEnvelope::decode_2718_exact(&p.raw) {
+            Ok(tx) => decoded.push(RecoveredTx::new_unchecked(tx, p.sender)),
+            Err(e) => {
+                bad.push(SkippedTx { hash: p.hash, reason: SkipReason::Invalid(e.to_string()) })
+            }
+        }
+    }
+    let mut by_sender: HashMap<Address, Vec<RecoveredTx>> = HashMap::new();
+    let mut slots = Vec::with_capacity(decoded.len());
+    for tx in decoded {
+        slots.push(tx.signer());
+        by_sender.entry(tx.signer()).or_default().push(tx);
+    }
+    for txs in by_sender.values_mut() {
+        // Reverse so `pop` yields the lowest nonce first.
+        txs.sort_by_key(|t| std::cmp::Reverse(alloy_consensus::Transaction::nonce(t.inner())));
+    }
+    let ordered = slots
+        .into_iter()
+        .filter_map(|sender| by_sender.get_mut(&sender).and_then(Vec::pop))
+        .collect();
+    (ordered, bad)
+}

@@ -1,0 +1,321 @@
+//! The Ethereum JSON-RPC methods.
+
+use super::{
+    Params, RpcContext, convert,
+    error::{METHOD_NOT_FOUND, RpcError, SERVER_ERROR},
+    evm_call,
+};
+use crate::admission;
+use alloy::rpc::types::{FeeHistory, TransactionRequest};
+use alloy_eips::{BlockId, BlockNumberOrTag};
+use alloy_primitives::{Address, B256, Bytes, U64, U256};
+use revm::DatabaseRef;
+use rollup_store::mempool::MempoolStatus;
+use serde_json::{Value, json};
+
+/// Methods this node serves (also the metric labels).
+const METHODS: &[&str] = &[
+    "eth_chainId",
+    "net_version",
+    "web3_clientVersion",
+    "eth_blockNumber",
+    "eth_getBlockByNumber",
+    "eth_getBlockByHash",
+    "eth_getTransactionByHash",
+    "eth_getTransactionReceipt",
+    "eth_getBalance",
+    "eth_getTransactionCount",
+    "eth_getCode",
+    "eth_getStorageAt",
+    "eth_gasPrice",
+    "eth_maxPriorityFeePerGas",
+    "eth_feeHistory",
+    "eth_estimateGas",
+    "eth_call",
+    "eth_sendRawTransaction",
+    "eth_syncing",
+    "eth_accounts",
+];
+
+/// Most blocks `eth_feeHistory` covers in one call.
+const MAX_FEE_HISTORY_BLOCKS: u64 = 1_024;
+
+/// The metric label of a method name: itself if served, else "unknown".
+pub(super) fn metric_label(method: &str) -> &'static str {
+    METHODS.iter().find(|m| **m == method).copied().unwrap_or("unknown")
+}
+
+/// Runs one method.
+pub(super) async fn dispatch(
+    ctx: &RpcContext,
+    method: &str,
+    params: Params,
+) -> Result<Value, RpcError> {
+    match method {
+        "eth_chainId" => {
+            params.at_most(0)?;
+            Ok(json!(U64::from(ctx.config.chain_id)))
+        }
+        "net_version" => {
+            params.at_most(0)?;
+            Ok(json!(ctx.config.chain_id.to_string()))
+        }
+        "web3_clientVersion" => {
+            params.at_most(0)?;
+            Ok(json!(concat!("rollup-node/v", env!("CARGO_PKG_VERSION"))))
+        }
+        "eth_syncing" => {
+            params.at_most(0)?;
+            Ok(json!(false))
+        }
+        "eth_accounts" => {
+            params.at_most(0)?;
+            Ok(json!([]))
+        }
+        "eth_blockNumber" => {
+            params.at_most(0)?;
+            Ok(json!(U64::from(ctx.view.number())))
+        }
+        "eth_getBlockByNumber" => {
+            params.at_most(2)?;
+            let tag: BlockNumberOrTag = params.required(0, "block")?;
+            let full: bool = params.optional(1, "full")?.unwrap_or(false);
+            let Some(number) = resolve_number(ctx, tag) else { return Ok(Value::Null) };
+            block_json(ctx, ctx.store.block_by_number(number).await?, full).await
+        }
+        "eth_getBlockByHash" => {
+            params.at_most(2)?;
+            let hash: B256 = params.required(0, "hash")?;
+            let full: bool = params.optional(1, "full")?.unwrap_or(false);
+            block_json(ctx, ctx.store.block_by_hash(hash).await?, full).await
+        }
+        "eth_getTransactionByHash" => {
+            params.at_most(1)?;
+            let hash: B256 = params.required(0, "hash")?;
+            if let Some(stored) = ctx.store.transaction(hash).await? {
+                return Ok(json!(convert::transaction(&stored)?));
+            }
+            match ctx.store.mempool_transaction(hash).await? {
+                Some((raw, sender, MempoolStatus::Pending)) => {
+                    Ok(json!(convert::pending_transaction(&raw, sender)?))
+                }
+                _ => Ok(Value::Null),
+            }
+        }
+        "eth_getTransactionReceipt" => {
+            params.at_most(1)?;
+            let hash: B256 = params.required(0, "hash")?;
+            let Some(stored) = ctx.store.transaction(hash).await? else { return Ok(Value::Null) };
+            let timestamp =
+                ctx.store.block_by_number(stored.block_number).await?.map(|b| b.header.timestamp);
+            Ok(json!(convert::receipt(&stored, timestamp)?))
+        }
+        "eth_getBalance" => {
+            params.at_most(2)?;
+            let address: Address = params.required(0, "address")?;
+            head_state(ctx, &params, 1)?;
+            let balance = ctx.view.read().state.account(&address).map_or(U256::ZERO, |a| a.balance);
+            Ok(json!(balance))
+        }
+        "eth_getTransactionCount" => {
+            params.at_most(2)?;
+            let address: Address = params.required(0, "address")?;
+            let pending = head_state(ctx, &params, 1)?;
+            let mut nonce = ctx.view.read().state.account(&address).map_or(0, |a| a.nonce);
+            if pending && let Some(next) = ctx.store.pending_nonce(address).await? {
+                nonce = nonce.max(next);
+            }
+            Ok(json!(U64::from(nonce)))
+        }
+        "eth_getCode" => {
+            params.at_most(2)?;
+            let address: Address = params.required(0, "address")?;
+            head_state(ctx, &params, 1)?;
+            let head = ctx.view.read();
+            let code = match head.state.account(&address) {
+                Some(account) => head
+                    .state
+                    .code_by_hash_ref(account.code_hash)
+                    .map(|c| c.original_bytes())
+                    .unwrap_or_default(),
+                None => Bytes::new(),
+            };
+            Ok(json!(code))
+        }
+        "eth_getStorageAt" => {
+            params.at_most(3)?;
+            let address: Address = params.required(0, "address")?;
+            let slot: U256 = params.required(1, "slot")?;
+            head_state(ctx, &params, 2)?;
+            let value = ctx.view.read().state.storage_ref(address, slot).unwrap_or_default();
+            Ok(json!(B256::from(value)))
+        }
+        "eth_gasPrice" => {
+            params.at_most(0)?;
+            Ok(json!(U256::from(next_base_fee(ctx) as u128 + ctx.suggested_priority_fee)))
+        }
+        "eth_maxPriorityFeePerGas" => {
+            params.at_most(0)?;
+            Ok(json!(U256::from(ctx.suggested_priority_fee)))
+        }
+        "eth_feeHistory" => fee_history(ctx, &params).await,
+        "eth_estimateGas" => {
+            params.at_most(3)?;
+            let request: TransactionRequest = params.required(0, "transaction")?;
+            head_state(ctx, &params, 1)?;
+            let head = ctx.view.read();
+            Ok(json!(U64::from(evm_call::estimate_gas(&ctx.config, &head, &request)?)))
+        }
+        "eth_call" => {
+            params.at_most(3)?;
+            let request: TransactionRequest = params.required(0, "transaction")?;
+            head_state(ctx, &params, 1)?;
+            let gas =
+                request.gas.unwrap_or(ctx.config.block_gas_limit).min(ctx.config.block_gas_limit);
+            let head = ctx.view.read();
+            Ok(json!(evm_call::simulate(&ctx.config, &head, &request, gas)?.output))
+        }
+        "eth_sendRawTransaction" => {
+            params.at_most(1)?;
+            let raw: Bytes = params.required(0, "data")?;
+            let tx = admission::admit(&ctx.config, &ctx.view, &raw)?;
+            ctx.store.insert_transactions(std::slice::from_ref(&tx)).await?;
+            ctx.metrics.transactions_accepted.inc();
+            Ok(json!(tx.hash))
+        }
+        _ => Err(RpcError::new(
+            METHOD_NOT_FOUND,
+            format!("the method {method} does not exist/is not available"),
+        )),
+    }
+}
+
+/// The block number a tag means, if that block exists.
+fn resolve_number(ctx: &RpcContext, tag: BlockNumberOrTag) -> Option<u64> {
+    let head = ctx.view.number();
+    match tag {
+        BlockNumberOrTag::Number(n) if n <= head => Some(n),
+        BlockNumberOrTag::Number(_) => None,
+        BlockNumberOrTag::Earliest => Some(0),
+        _ => Some(head),
+    }
+}
+
+/// Checks that the block parameter at `index` names the head state (historical
+/// state reads arrive with the state issue); returns whether it says `pending`.
+fn head_state(ctx: &RpcContext, params: &Params, index: usize) -> Result<bool, RpcError> {
+    let id: Option<BlockId> = params.optional(index, "block")?;
+    let head = ctx.view.read();
+    match id {
+        None
+        | Some(BlockId::Number(
+            BlockNumberOrTag::Latest | BlockNumberOrTag::Safe | BlockNumberOrTag::Finalized,
+        )) => Ok(false),
+        Some(BlockId::Number(BlockNumberOrTag::Pending)) => Ok(true),
+        Some(BlockId::Number(BlockNumberOrTag::Number(n))) if n == head.header.number => Ok(false),
+        Some(BlockId::Hash(hash)) if hash.block_hash == head.hash => Ok(false),
+        Some(other) => Err(RpcError::new(
+            SERVER_ERROR,
+            format!(
+                "historical state is not available ({other}); the head is block {}",
+                head.header.number
+            ),
+        )),
+    }
+}
+
+fn next_base_fee(ctx: &RpcContext) -> u64 {
+    let head = ctx.view.read();
+    ctx.config.next_base_fee(
+        head.header.gas_used,
+        head.header.base_fee_per_gas.unwrap_or(ctx.config.eip1559.initial_base_fee),
+    )
+}
+
+async fn block_json(
+    ctx: &RpcContext,
+    block: Option<rollup_store::StoredBlock>,
+    full: bool,
+) -> Result<Value, RpcError> {
+    let Some(block) = block else { return Ok(Value::Null) };
+    let txs =
+        if full { Some(ctx.store.block_transactions(block.header.number).await?) } else { None };
+    Ok(json!(convert::block(block, txs)?))
+}
+
+async fn fee_history(ctx: &RpcContext, params: &Params) -> Result<Value, RpcError> {
+    params.at_most(3)?;
+    let count: U64 = params.required(0, "blockCount")?;
+    let newest: BlockNumberOrTag = params.required(1, "newestBlock")?;
+    let percentiles: Vec<f64> = params.optional(2, "rewardPercentiles")?.unwrap_or_default();
+    if percentiles.len() > 100
+        || percentiles.iter().any(|p| !(0.0..=100.0).contains(p))
+        || percentiles.windows(2).any(|w| w[0] > w[1])
+    {
+        return Err(RpcError::invalid_params("invalid reward percentiles"));
+    }
+    let count = count.to::<u64>().min(MAX_FEE_HISTORY_BLOCKS);
+    let newest = resolve_number(ctx, newest)
+        .ok_or_else(|| RpcError::invalid_params("request beyond head block"))?;
+    if count == 0 {
+        return Ok(json!(FeeHistory::default()));
+    }
+    let oldest = newest.saturating_sub(count - 1);
+    let headers = ctx.store.headers(oldest, newest).await?;
+    let mut base_fees: Vec<u128> = Vec::with_capacity(headers.len() + 1);
+    let mut ratios = Vec::with_capacity(headers.len());
+    let mut rewards = Vec::with_capacity(headers.len());
+    for header in &headers {
+        let base_fee = header.base_fee_per_gas.unwrap_or_default();
+        base_fees.push(base_fee.into());
+        ratios.push(header.gas_used as f64 / header.gas_limit as f64);
+        if !percentiles.is_empty() {
+            let txs = ctx.store.block_transactions(header.number).await?;
+            rewards.push(rewards_at(&txs, base_fee, header.gas_used, &percentiles));
+        }
+    }
+    if let Some(last) = headers.last() {
+        base_fees.push(
+            ctx.config
+                .next_base_fee(last.gas_used, last.base_fee_per_gas.unwrap_or_default())
+                .into(),
+        );
+    }
+    let history = FeeHistory {
+        base_fee_per_gas: base_fees,
+        gas_used_ratio: ratios,
+        base_fee_per_blob_gas: Vec::new(),
+        blob_gas_used_ratio: Vec::new(),
+        oldest_block: oldest,
+        reward: if percentiles.is_empty() { None } else { Some(rewards) },
+    };
+    Ok(json!(history))
+}
+
+/// Tips at the given gas-weighted percentiles of one block, as geth computes them.
+fn rewards_at(
+    txs: &[rollup_store::StoredTransaction],
+    base_fee: u64,
+    gas_used: u64,
+    percentiles: &[f64],
+) -> Vec<u128> {
+    if txs.is_empty() {
+        return vec![0; percentiles.len()];
+    }
+    let mut tips: Vec<(u128, u64)> = txs
+        .iter()
+        .map(|t| (t.effective_gas_price.saturating_sub(u128::from(base_fee)), t.gas_used))
+        .collect();
+    tips.sort_unstable();
+    let mut out = Vec::with_capacity(percentiles.len());
+    let (mut index, mut cumulative) = (0, tips[0].1);
+    for p in percentiles {
+        let threshold = (gas_used as f64 * p / 100.0) as u64;
+        while cumulative < threshold && index + 1 < tips.len() {
+            index += 1;
+            cumulative += tips[index].1;
+        }
+        out.push(tips[index].0);
+    }
+    out
+}

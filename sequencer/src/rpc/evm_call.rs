@@ -1,0 +1,117 @@
+//! `eth_call` and `eth_estimateGas`: execute a call against the head state
+//! without committing it.
+
+use super::error::{EXECUTION_REVERTED, RpcError, SERVER_ERROR};
+use crate::chain_view::Head;
+use alloy::rpc::types::TransactionRequest;
+use alloy_primitives::{Bytes, TxKind, U256};
+use revm::{
+    Context, ExecuteEvm, MainBuilder, MainContext,
+    context::{BlockEnv, CfgEnv, TxEnv, result::ExecutionResult},
+    context_interface::block::BlobExcessGasAndPrice,
+    primitives::eip4844::BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN,
+};
+use rollup_executor::{ChainConfig, state::BlockState};
+use serde_json::json;
+
+/// The outcome of a simulated call.
+pub(super) struct CallOutcome {
+    pub(super) gas_used: u64,
+    pub(super) output: Bytes,
+}
+
+/// Runs `request` on the head state with `gas_limit`.
+pub(super) fn simulate(
+    config: &ChainConfig,
+    head: &Head,
+    request: &TransactionRequest,
+    gas_limit: u64,
+) -> Result<CallOutcome, RpcError> {
+    // Like geth, a call that names no fee runs at price zero with no base fee.
+    let names_fee = request.max_fee_per_gas.is_some() || request.gas_price.is_some();
+    let base_fee = if !names_fee {
+        0
+    } else {
+        config.next_base_fee(
+            head.header.gas_used,
+            head.header.base_fee_per_gas.unwrap_or(config.eip1559.initial_base_fee),
+        )
+    };
+    let block = BlockEnv {
+        number: U256::from(head.header.number + 1),
+        beneficiary: config.fee_recipient,
+        timestamp: U256::from(head.header.timestamp),
+        gas_limit: config.block_gas_limit,
+        basefee: base_fee,
+        difficulty: U256::ZERO,
+        prevrandao: Some(alloy_primitives::B256::ZERO),
+        blob_excess_gas_and_price: Some(BlobExcessGasAndPrice::new(
+            0,
+            BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN,
+        )),
+        slot_num: 0,
+    };
+    let mut cfg = CfgEnv::new_with_spec(config.fork.spec_id()).with_chain_id(config.chain_id);
+    cfg.disable_nonce_check = true;
+    let caller = request.from.unwrap_or_default();
+    let gas_price = request.max_fee_per_gas.or(request.gas_price).unwrap_or(0);
+    let tx = TxEnv {
+        tx_type: if request.max_fee_per_gas.is_some() { 2 } else { 0 },
+        caller,
+        gas_limit,
+        gas_price,
+        kind: request.to.unwrap_or(TxKind::Create),
+        value: request.value.unwrap_or_default(),
+        data: request.input.input().cloned().unwrap_or_default(),
+        nonce: 0,
+        chain_id: Some(config.chain_id),
+        access_list: request.access_list.clone().unwrap_or_default(),
+        gas_priority_fee: request.max_priority_fee_per_gas,
+        blob_hashes: Vec::new(),
+        max_fee_per_blob_gas: 0,
+        authorization_list: Vec::new(),
+    };
+    let mut overlay = BlockState::new(&head.state);
+    let mut evm =
+        Context::mainnet().with_cfg(cfg).with_block(block).with_db(&mut overlay).build_mainnet();
+    let result = evm.transact(tx).map_err(|e| RpcError::new(SERVER_ERROR, e.to_string()))?;
+    let gas_used = result.result.tx_gas_used();
+    match result.result {
+        ExecutionResult::Success { output, .. } => {
+            Ok(CallOutcome { gas_used, output: output.into_data() })
+        }
+        ExecutionResult::Revert { output, .. } => Err(RpcError {
+            code: EXECUTION_REVERTED,
+            message: "execution reverted".into(),
+            data: Some(json!(output)),
+        }),
+        ExecutionResult::Halt { reason, .. } => {
+            Err(RpcError::new(SERVER_ERROR, format!("execution halted: {reason:?}")))
+        }
+    }
+}
+
+/// Smallest gas limit with which `request` succeeds (binary search, as geth does).
+pub(super) fn estimate_gas(
+    config: &ChainConfig,
+    head: &Head,
+    request: &TransactionRequest,
+) -> Result<u64, RpcError> {
+    let cap = request.gas.unwrap_or(config.block_gas_limit).min(config.block_gas_limit);
+    let first = simulate(config, head, request, cap)?;
+    let mut low = first.gas_used.saturating_sub(1).max(20_999);
+    let mut high = cap;
+    // Most calls succeed with exactly the gas they used; try that first.
+    if simulate(config, head, request, first.gas_used).is_ok() {
+        return Ok(first.gas_used);
+    }
+    while low + 1 < high {
+        let mid = low + (high - low) / 2;
+        if simulate(config, head, request, mid).is_ok() {
+            high = mid;
+        } else {
+            low = mid;
+        }
+    }
+    Ok(high)
+}

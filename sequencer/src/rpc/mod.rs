@@ -1,0 +1,192 @@
+//! The JSON-RPC 2.0 server over HTTP: single and batch requests, standard
+//! error objects for every malformed input, and the Ethereum methods in
+//! [`eth`].
+
+mod convert;
+pub mod error;
+mod eth;
+mod evm_call;
+
+use crate::{chain_view::ChainView, metrics::NodeMetrics};
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::post,
+};
+use error::{INVALID_REQUEST, PARSE_ERROR, RpcError};
+use rollup_executor::ChainConfig;
+use rollup_store::Store;
+use serde_json::{Value, json};
+use std::{sync::Arc, time::Duration};
+use tower_http::{cors::CorsLayer, timeout::TimeoutLayer, trace::TraceLayer};
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
+/// Most requests in one JSON-RPC batch.
+pub const MAX_BATCH_LEN: usize = 1_000;
+/// Longest a request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the RPC handlers share.
+#[derive(Debug)]
+pub struct RpcContext {
+    /// The chain config.
+    pub config: ChainConfig,
+    /// The database.
+    pub store: Store,
+    /// The head view.
+    pub view: ChainView,
+    /// Metrics.
+    pub metrics: NodeMetrics,
+    /// Tip suggested by `eth_maxPriorityFeePerGas` (wei).
+    pub suggested_priority_fee: u128,
+}
+
+/// The JSON-RPC router (`POST /`).
+pub fn router(context: Arc<RpcContext>) -> Router {
+    Router::new()
+        .route("/", post(handle_http))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(CorsLayer::permissive())
+        .layer(TraceLayer::new_for_http())
+        .with_state(context)
+}
+
+async fn handle_http(State(context): State<Arc<RpcContext>>, body: Bytes) -> Response {
+    let response = handle_body(&context, &body).await;
+    match response {
+        Some(value) => {
+            ([(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
+        }
+        None => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+/// Handles one HTTP body: a request object or a batch array.
+pub async fn handle_body(context: &RpcContext, body: &[u8]) -> Option<Value> {
+    let parsed: Value = match serde_json::from_slice(body) {
+        Ok(value) => value,
+        Err(e) => {
+            return Some(error_response(
+                Value::Null,
+                RpcError::new(PARSE_ERROR, format!("parse error: {e}")),
+            ));
+        }
+    };
+    match parsed {
+        Value::Array(requests) => {
+            if requests.is_empty() {
+                return Some(error_response(
+                    Value::Null,
+                    RpcError::new(INVALID_REQUEST, "empty batch"),
+                ));
+            }
+            if requests.len() > MAX_BATCH_LEN {
+                return Some(error_response(
+                    Value::Null,
+                    RpcError::new(
+                        error::LIMIT_EXCEEDED,
+                        format!("batch of {} exceeds the limit of {MAX_BATCH_LEN}", requests.len()),
+                    ),
+                ));
+            }
+            let mut responses = Vec::with_capacity(requests.len());
+            for request in requests {
+                responses.push(handle_request(context, request).await);
+            }
+            Some(Value::Array(responses))
+        }
+        request => Some(handle_request(context, request).await),
+    }
+}
+
+async fn handle_request(context: &RpcContext, request: Value) -> Value {
+    let Value::Object(mut object) = request else {
+        return error_response(
+            Value::Null,
+            RpcError::new(INVALID_REQUEST, "request must be an object"),
+        );
+    };
+    let id = object.remove("id").unwrap_or(Value::Null);
+    if !matches!(id, Value::Null | Value::Number(_) | Value::String(_)) {
+        return error_response(
+            Value::Null,
+            RpcError::new(INVALID_REQUEST, "id must be a number, string or null"),
+        );
+    }
+    if object.get("jsonrpc") != Some(&Value::String("2.0".into())) {
+        return error_response(id, RpcError::new(INVALID_REQUEST, "jsonrpc must be \"2.0\""));
+    }
+    let Some(Value::String(method)) = object.remove("method") else {
+        return error_response(id, RpcError::new(INVALID_REQUEST, "method must be a string"));
+    };
+    let params = match object.remove("params") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(params)) => params,
+        Some(_) => {
+            return error_response(id, RpcError::invalid_params("params must be an array"));
+        }
+    };
+    let label = eth::metric_label(&method);
+    let timer = context.metrics.rpc_duration.with_label_values(&[label]).start_timer();
+    let result = eth::dispatch(context, &method, Params(params)).await;
+    timer.observe_duration();
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    context.metrics.rpc_requests.with_label_values(&[label, outcome]).inc();
+    match result {
+        Ok(value) => json!({ "jsonrpc": "2.0", "id": id, "result": value }),
+        Err(error) => error_response(id, error),
+    }
+}
+
+fn error_response(id: Value, error: RpcError) -> Value {
+    json!({ "jsonrpc": "2.0", "id": id, "error": error })
+}
+
+/// Positional parameters with typed access.
+#[derive(Debug)]
+pub struct Params(Vec<Value>);
+
+impl Params {
+    /// Parameter `index`, required.
+    pub fn required<T: serde::de::DeserializeOwned>(
+        &self,
+        index: usize,
+        name: &str,
+    ) -> Result<T, RpcError> {
+        let value = self.0.get(index).ok_or_else(|| {
+            RpcError::invalid_params(format!(
+                "missing value for required argument {index} ({name})"
+            ))
+        })?;
+        serde_json::from_value(value.clone()).map_err(|e| {
+            RpcError::invalid_params(format!("invalid argument {index} ({name}): {e}"))
+        })
+    }
+
+    /// Parameter `index`, optional (absent or null gives `None`).
+    pub fn optional<T: serde::de::DeserializeOwned>(
+        &self,
+        index: usize,
+        name: &str,
+    ) -> Result<Option<T>, RpcError> {
+        match self.0.get(index) {
+            None | Some(Value::Null) => Ok(None),
+            Some(_) => self.required(index, name).map(Some),
+        }
+    }
+
+    /// Fails when more than `max` parameters were given.
+    pub fn at_most(&self, max: usize) -> Result<(), RpcError> {
+        if self.0.len() > max {
+            return Err(RpcError::invalid_params(format!(
+                "too many arguments, want at most {max}"
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,137 @@
+//! Durable transaction intake and the block producer's view of pending work.
+
+use crate::{Result, Store, bytes_b256, to_i64};
+use alloy_primitives::{Address, B256, Bytes};
+use sqlx::Row;
+
+/// A validated transaction to store.
+#[derive(Debug, Clone)]
+pub struct NewTransaction {
+    /// Transaction hash.
+    pub hash: B256,
+    /// Recovered sender.
+    pub sender: Address,
+    /// Nonce.
+    pub nonce: u64,
+    /// EIP-2718 encoding.
+    pub raw: Bytes,
+}
+
+/// A stored transaction not yet included or dropped.
+#[derive(Debug, Clone)]
+pub struct PendingTransaction {
+    /// Arrival order.
+    pub seq: i64,
+    /// Transaction hash.
+    pub hash: B256,
+    /// Recovered sender.
+    pub sender: Address,
+    /// Nonce.
+    pub nonce: u64,
+    /// EIP-2718 encoding.
+    pub raw: Bytes,
+}
+
+/// Where a transaction is in its life, as the mempool table records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MempoolStatus {
+    /// Waiting for a block.
+    Pending,
+    /// In block `number`.
+    Included(u64),
+    /// Dropped with a reason.
+    Dropped(String),
+}
+
+impl Store {
+    /// Stores transactions durably in one round trip; identical resubmissions
+    /// are ignored (the hash is unique). Returns once committed.
+    pub async fn insert_transactions(&self, txs: &[NewTransaction]) -> Result<()> {
+        if txs.is_empty() {
+            return Ok(());
+        }
+        let hashes: Vec<&[u8]> = txs.iter().map(|t| t.hash.as_slice()).collect();
+        let senders: Vec<&[u8]> = txs.iter().map(|t| t.sender.as_slice()).collect();
+        let nonces: Vec<i64> = txs.iter().map(|t| to_i64(t.nonce)).collect();
+        let raws: Vec<&[u8]> = txs.iter().map(|t| t.raw.as_ref()).collect();
+        sqlx::query(
+            "INSERT INTO mempool (tx_hash, sender, nonce, raw)
+             SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[])
+             ON CONFLICT (tx_hash) DO NOTHING",
+        )
+        .bind(&hashes)
+        .bind(&senders)
+        .bind(&nonces)
+        .bind(&raws)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Up to `limit` pending transactions in arrival order.
+    pub async fn pending_transactions(&self, limit: i64) -> Result<Vec<PendingTransaction>> {
+        let rows = sqlx::query(
+            "SELECT seq, tx_hash, sender, nonce, raw FROM mempool
+             WHERE status = 0 ORDER BY seq LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(PendingTransaction {
+                    seq: row.try_get("seq")?,
+                    hash: bytes_b256(row.try_get::<&[u8], _>("tx_hash")?)?,
+                    sender: Address::from_slice(row.try_get::<&[u8], _>("sender")?),
+                    nonce: row.try_get::<i64, _>("nonce")? as u64,
+                    raw: Bytes::copy_from_slice(row.try_get::<&[u8], _>("raw")?),
+                })
+            })
+            .collect()
+    }
+
+    /// Number of pending transactions.
+    pub async fn pending_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM mempool WHERE status = 0")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// The raw bytes and status of a mempool transaction.
+    pub async fn mempool_transaction(
+        &self,
+        hash: B256,
+    ) -> Result<Option<(Bytes, Address, MempoolStatus)>> {
+        let row = sqlx::query(
+            "SELECT raw, sender, status, block_number, drop_reason FROM mempool WHERE tx_hash = $1",
+        )
+        .bind(hash.as_slice())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let status = match row.try_get::<i16, _>("status")? {
+            0 => MempoolStatus::Pending,
+            1 => MempoolStatus::Included(
+                row.try_get::<Option<i64>, _>("block_number")?.unwrap_or(0) as u64,
+            ),
+            _ => MempoolStatus::Dropped(
+                row.try_get::<Option<String>, _>("drop_reason")?.unwrap_or_default(),
+            ),
+        };
+        Ok(Some((
+            Bytes::copy_from_slice(row.try_get::<&[u8], _>("raw")?),
+            Address::from_slice(row.try_get::<&[u8], _>("sender")?),
+            status,
+        )))
+    }
+
+    /// The next nonce of `sender` counting its pending transactions, if it has any.
+    pub async fn pending_nonce(&self, sender: Address) -> Result<Option<u64>> {
+        let max: Option<i64> =
+            sqlx::query_scalar("SELECT max(nonce) FROM mempool WHERE sender = $1 AND status = 0")
+                .bind(sender.as_slice())
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(max.map(|n| n as u64 + 1))
+    }
+}

@@ -1,0 +1,110 @@
+use alloy_consensus::{SignableTransaction, TxEip1559};
+use alloy_eips::Encodable2718;
+use alloy_primitives::{Address, B256, TxKind, U256};
+use alloy_signer::SignerSync;
+use alloy_signer_local::PrivateKeySigner;
+use rollup_executor::{
+    ChainConfig, InvalidTxPolicy, ParentBlock, RecoveredTx, execute_block,
+    genesis::{ChainGenesis, funded_genesis},
+};
+use rollup_store::{NewTransaction, StoreError, testing::TestDatabase};
+
+fn chain() -> (ChainConfig, PrivateKeySigner, ChainGenesis) {
+    let mut config = ChainConfig::dev_defaults();
+    let signer = PrivateKeySigner::from_bytes(&B256::repeat_byte(7)).unwrap();
+    let genesis = funded_genesis(&config, 1_000, [signer.address()], U256::from(10u128.pow(20)));
+    let chain = ChainGenesis::from_genesis(&config, &genesis);
+    config.genesis.hash = chain.hash;
+    (config, signer, chain)
+}
+
+fn transfer(config: &ChainConfig, signer: &PrivateKeySigner, nonce: u64) -> RecoveredTx {
+    let tx = TxEip1559 {
+        chain_id: config.chain_id,
+        nonce,
+        gas_limit: 21_000,
+        max_fee_per_gas: 2_000_000_000,
+        max_priority_fee_per_gas: 1_000_000,
+        to: TxKind::Call(Address::repeat_byte(0xbb)),
+        value: U256::from(1_000),
+        ..Default::default()
+    };
+    let signature = signer.sign_hash_sync(&tx.signature_hash()).unwrap();
+    RecoveredTx::new_unchecked(tx.into_signed(signature).into(), signer.address())
+}
+
+fn as_new(tx: &RecoveredTx) -> NewTransaction {
+    NewTransaction {
+        hash: *tx.inner().tx_hash(),
+        sender: tx.signer(),
+        nonce: alloy_consensus::Transaction::nonce(tx.inner()),
+        raw: tx.inner().encoded_2718().into(),
+    }
+}
+
+#[tokio::test]
+async fn genesis_is_written_once_and_guards_the_chain_identity() {
+    let db = TestDatabase::new().await;
+    let (config, _, genesis) = chain();
+    db.store.init_genesis(config.chain_id, &genesis).await.unwrap();
+    db.store.init_genesis(config.chain_id, &genesis).await.unwrap();
+    let (state, header, hash) = db.store.load_head_state().await.unwrap();
+    assert_eq!(hash, genesis.hash);
+    assert_eq!(header.number, 0);
+    assert_eq!(state.state_root(), genesis.header.state_root);
+
+    let other = ChainGenesis::from_genesis(
+        &config,
+        &funded_genesis(&config, 2_000, [Address::repeat_byte(1)], U256::from(1)),
+    );
+    let err = db.store.init_genesis(config.chain_id, &other).await.unwrap_err();
+    assert!(matches!(err, StoreError::WrongChain { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn mempool_insert_is_idempotent_and_ordered() {
+    let db = TestDatabase::new().await;
+    let (config, signer, _) = chain();
+    let txs: Vec<_> = (0..3).map(|n| as_new(&transfer(&config, &signer, n))).collect();
+    db.store.insert_transactions(&txs).await.unwrap();
+    db.store.insert_transactions(&txs[..1]).await.unwrap();
+    let pending = db.store.pending_transactions(10).await.unwrap();
+    assert_eq!(pending.len(), 3, "resubmitting identical bytes stores no second copy");
+    assert_eq!(pending.iter().map(|p| p.nonce).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert_eq!(db.store.pending_nonce(signer.address()).await.unwrap(), Some(3));
+}
+
+#[tokio::test]
+async fn block_commit_is_atomic_fenced_and_reloads_to_the_same_root() {
+    let db = TestDatabase::new().await;
+    let (config, signer, genesis) = chain();
+    db.store.init_genesis(config.chain_id, &genesis).await.unwrap();
+    let txs: Vec<_> = (0..2).map(|n| transfer(&config, &signer, n)).collect();
+    db.store.insert_transactions(&txs.iter().map(as_new).collect::<Vec<_>>()).await.unwrap();
+
+    let mut state = genesis.state.clone();
+    let parent = ParentBlock { header: &genesis.header, hash: genesis.hash };
+    let executed =
+        execute_block(&config, &state, parent, 1_001, txs.clone(), InvalidTxPolicy::Skip).unwrap();
+    state.apply(&executed.diff);
+    let block = executed.seal(state.state_root());
+    let senders = vec![signer.address(); 2];
+    db.store.commit_block(&block, &senders, &[]).await.unwrap();
+
+    // The same block again does not extend the head: fenced.
+    let err = db.store.commit_block(&block, &senders, &[]).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotOnHead { number: 1, .. }), "{err}");
+
+    assert_eq!(db.store.pending_count().await.unwrap(), 0);
+    let stored = db.store.transaction(*txs[1].inner().tx_hash()).await.unwrap().unwrap();
+    assert_eq!(stored.block_number, 1);
+    assert_eq!(stored.index, 1);
+    assert_eq!(stored.receipt.cumulative_gas_used(), 42_000);
+    let (loaded, header, hash) = db.store.load_head_state().await.unwrap();
+    assert_eq!(hash, block.hash);
+    assert_eq!(header.state_root, block.block.header.state_root);
+    assert_eq!(loaded.state_root(), block.block.header.state_root);
+    assert_eq!(db.store.state_diff(1).await.unwrap().unwrap(), block.block.diff);
+    let by_hash = db.store.block_by_hash(block.hash).await.unwrap().unwrap();
+    assert_eq!(by_hash.transactions.len(), 2);
+}

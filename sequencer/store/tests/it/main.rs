@@ -1,0 +1,3 @@
+//! Integration tests of the Postgres store against a real cluster.
+
+mod chain;

@@ -1,0 +1,118 @@
+//! A whole rollup for one test: a fresh database, an anvil L1, the settlement
+//! contract, a chain config and a node running every role in-process.
+
+use alloy::{
+    providers::{DynProvider, Provider, ProviderBuilder},
+    signers::local::PrivateKeySigner,
+};
+use rollup_devnet::{Anvil, AnvilOptions, free_port};
+use rollup_executor::ChainConfig;
+use rollup_sequencer::{
+    dev::{create_chain, dev_key},
+    node::{self, NodeOptions, Roles, RunningNode},
+};
+use rollup_store::testing::TestDatabase;
+use std::{future::Future, path::PathBuf, time::Duration};
+use tokio::sync::watch;
+
+pub(crate) struct TestNet {
+    _db: TestDatabase,
+    pub(crate) anvil: Anvil,
+    pub(crate) config: ChainConfig,
+    pub(crate) chain_path: PathBuf,
+    pub(crate) rpc_url: String,
+    pub(crate) metrics_url: String,
+    node: Option<RunningNode>,
+    shutdown: watch::Sender<bool>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestNet {
+    pub(crate) async fn start(accounts: u32) -> Self {
+        let db = TestDatabase::new().await;
+        let port = free_port().unwrap();
+        let anvil =
+            tokio::task::spawn_blocking(move || Anvil::spawn(&AnvilOptions::throwaway(port)))
+                .await
+                .unwrap()
+                .expect("start anvil");
+        let dir = tempfile::tempdir().unwrap();
+        let chain_path = dir.path().join("chain.toml");
+        let [owner, batcher, proposer] = [0, 1, 2].map(|i| dev_key(i).unwrap());
+        let config = create_chain(&chain_path, accounts, &anvil.url(), &owner, &batcher, &proposer)
+            .await
+            .expect("create chain");
+        let (shutdown, receiver) = watch::channel(false);
+        let node = node::start(
+            NodeOptions {
+                chain_config: chain_path.clone(),
+                database_url: db.url.clone(),
+                l1_rpc_url: anvil.url(),
+                roles: Roles::ALL,
+                rpc_addr: "127.0.0.1:0".parse().unwrap(),
+                metrics_addr: "127.0.0.1:0".parse().unwrap(),
+                batcher_key: Some(batcher),
+                proposer_key: Some(proposer),
+                proposal_interval: Duration::from_millis(500),
+                batch_interval: Duration::from_millis(500),
+                suggested_priority_fee: 1_000_000,
+            },
+            receiver,
+        )
+        .await
+        .expect("start node");
+        let rpc_url = format!("http://{}", node.addresses.rpc.unwrap());
+        let metrics_url = format!("http://{}/metrics", node.addresses.metrics);
+        Self {
+            _db: db,
+            anvil,
+            config,
+            chain_path,
+            rpc_url,
+            metrics_url,
+            node: Some(node),
+            shutdown,
+            _dir: dir,
+        }
+    }
+
+    /// An L2 provider signing as dev account `index`.
+    pub(crate) fn l2_wallet(&self, index: u32) -> (DynProvider, PrivateKeySigner) {
+        let signer = dev_key(index).unwrap();
+        let provider = ProviderBuilder::new()
+            .wallet(alloy::network::EthereumWallet::from(signer.clone()))
+            .connect_http(self.rpc_url.parse().unwrap())
+            .erased();
+        (provider, signer)
+    }
+
+    pub(crate) fn l1(&self) -> DynProvider {
+        ProviderBuilder::new().connect_http(self.anvil.url().parse().unwrap()).erased()
+    }
+
+    pub(crate) async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(node) = self.node.take() {
+            tokio::time::timeout(Duration::from_secs(30), node.wait()).await.expect("node stops");
+        }
+    }
+}
+
+/// Polls `check` until it yields a value or `seconds` pass.
+pub(crate) async fn eventually<T, F, Fut>(seconds: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {seconds}s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

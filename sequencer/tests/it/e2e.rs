@@ -1,0 +1,169 @@
+//! One transaction all the way to L1, asserted at every step.
+
+use crate::common::{TestNet, eventually};
+use alloy::{
+    consensus::TxEnvelope,
+    eips::{BlockNumberOrTag, Decodable2718},
+    network::TransactionBuilder,
+    primitives::{Address, U256, address},
+    providers::Provider,
+    rpc::types::TransactionRequest,
+};
+use rollup_batcher::derive::{read_batches, read_proposals, replay};
+use rollup_devnet::find_node_binary;
+use rollup_executor::genesis::ChainGenesis;
+use std::process::Command;
+
+const ONE_ETH: u128 = 1_000_000_000_000_000_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_reaches_l1_and_the_chain_rederives_from_l1() {
+    let net = TestNet::start(10).await;
+    let (l2, signer) = net.l2_wallet(3);
+    assert_eq!(l2.get_chain_id().await.unwrap(), net.config.chain_id);
+
+    // EIP-1559 transfer, fees and gas filled by alloy through our RPC.
+    let recipient = address!("0x00000000000000000000000000000000c0ffee01");
+    let request = TransactionRequest::default().with_to(recipient).with_value(U256::from(ONE_ETH));
+    let receipt = l2.send_transaction(request).await.unwrap().get_receipt().await.unwrap();
+    assert!(receipt.status(), "transfer succeeded");
+    assert_eq!(receipt.from, signer.address());
+    assert_eq!(receipt.gas_used, 21_000);
+    assert_eq!(l2.get_balance(recipient).await.unwrap(), U256::from(ONE_ETH));
+    assert_eq!(l2.get_transaction_count(signer.address()).await.unwrap(), 1);
+
+    // EIP-155 legacy transfer.
+    let legacy = TransactionRequest::default()
+        .with_to(recipient)
+        .with_value(U256::from(5))
+        .with_gas_price(2_000_000_000)
+        .with_gas_limit(21_000);
+    let legacy_receipt = l2.send_transaction(legacy).await.unwrap().get_receipt().await.unwrap();
+    assert!(legacy_receipt.status());
+    let legacy_tx = l2
+        .get_transaction_by_hash(legacy_receipt.transaction_hash)
+        .await
+        .unwrap()
+        .expect("tx known");
+    assert!(matches!(legacy_tx.inner.inner(), TxEnvelope::Legacy(_)));
+    assert_eq!(alloy::consensus::Transaction::chain_id(&legacy_tx), Some(net.config.chain_id));
+
+    // The block: Ethereum header, hashed as Ethereum does, fees to the recipient.
+    let number = receipt.block_number.unwrap();
+    let block =
+        l2.get_block_by_number(BlockNumberOrTag::Number(number)).full().await.unwrap().unwrap();
+    assert_eq!(block.header.hash, block.header.inner.hash_slow());
+    assert_eq!(block.header.hash, receipt.block_hash.unwrap());
+    assert!(block.transactions.hashes().any(|h| h == receipt.transaction_hash));
+    assert!(l2.get_balance(net.config.fee_recipient).await.unwrap() > U256::ZERO);
+    let gas_price = l2.get_gas_price().await.unwrap();
+    assert!(gas_price >= u128::from(net.config.eip1559.min_base_fee));
+    let history = l2.get_fee_history(4, BlockNumberOrTag::Latest, &[50.0]).await.unwrap();
+    assert!(!history.base_fee_per_gas.is_empty());
+    let estimate = l2
+        .estimate_gas(TransactionRequest::default().with_from(signer.address()).with_to(recipient))
+        .await
+        .unwrap();
+    assert_eq!(estimate, 21_000);
+
+    // The batch: on L1, decoding to the same blocks and transactions.
+    let l1 = net.l1();
+    let contract = net.config.l1.settlement_contract;
+    let start = net.config.l1.start_block;
+    let last = legacy_receipt.block_number.unwrap();
+    let batches = eventually(90, "a batch covering the transfers", || async {
+        let batches = read_batches(&l1, contract, start).await.unwrap();
+        batches.iter().any(|b| b.last_block >= last).then_some(batches)
+    })
+    .await;
+    for (i, batch) in batches.iter().enumerate() {
+        assert_eq!(batch.index, i as u64, "batches are appended in order, once each");
+    }
+    let derived: Vec<_> = batches.iter().flat_map(|b| b.blocks.clone()).collect();
+    for derived_block in derived.iter().filter(|b| b.number == number || b.number == last) {
+        let l2_block = l2
+            .get_block_by_number(BlockNumberOrTag::Number(derived_block.number))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(derived_block.timestamp, l2_block.header.timestamp);
+        let hashes: Vec<_> = derived_block
+            .transactions
+            .iter()
+            .map(|raw| *TxEnvelope::decode_2718(&mut raw.as_ref()).unwrap().tx_hash())
+            .collect();
+        assert_eq!(hashes, l2_block.transactions.hashes().collect::<Vec<_>>());
+    }
+
+    // The proposal: the posted root is the L2 block's state root.
+    let proposal = eventually(90, "a state-root proposal", || async {
+        read_proposals(&l1, contract, start)
+            .await
+            .unwrap()
+            .into_iter()
+            .rev()
+            .find(|p| p.l2_block >= last)
+    })
+    .await;
+    let proposed =
+        l2.get_block_by_number(BlockNumberOrTag::Number(proposal.l2_block)).await.unwrap().unwrap();
+    assert_eq!(proposal.state_root, proposed.header.state_root);
+    assert_eq!(proposal.block_hash, proposed.header.hash);
+
+    // The verifier's core: re-execute from genesis using L1 data only.
+    let genesis =
+        ChainGenesis::load(&net.config, &net.config.genesis_path(&net.chain_path)).unwrap();
+    let replayed = replay(&net.config, genesis, derived).expect("batches replay");
+    let at_proposal = replayed.iter().find(|b| b.number == proposal.l2_block).expect("replayed");
+    assert_eq!(at_proposal.state_root, proposal.state_root);
+    assert_eq!(at_proposal.hash, proposal.block_hash);
+
+    // Metrics are served.
+    let metrics = reqwest::get(&net.metrics_url).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("rollup_blocks_produced_total"), "{metrics}");
+    assert!(metrics.contains("rollup_batches_posted_total"));
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cast_sends_a_transfer_unmodified() {
+    let net = TestNet::start(10).await;
+    let cast = find_node_binary("cast").expect("cast installed by npm");
+    let key = format!("{:#x}", rollup_sequencer::dev::dev_key(4).unwrap().to_bytes());
+    let to = Address::repeat_byte(0x42).to_string();
+    let cast_run = |args: Vec<String>| {
+        let cast = cast.clone();
+        async move {
+            tokio::task::spawn_blocking(move || Command::new(cast).args(args).output().unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let sent = cast_run(vec![
+        "send".into(),
+        "--rpc-url".into(),
+        net.rpc_url.clone(),
+        "--private-key".into(),
+        key,
+        "--async".into(),
+        to.clone(),
+        "--value".into(),
+        "1ether".into(),
+    ])
+    .await;
+    assert!(sent.status.success(), "cast send: {}", String::from_utf8_lossy(&sent.stderr));
+    let hash = String::from_utf8(sent.stdout).unwrap().trim().to_string();
+    assert!(hash.starts_with("0x") && hash.len() == 66, "cast send printed {hash}");
+
+    let receipt =
+        cast_run(vec!["receipt".into(), "--rpc-url".into(), net.rpc_url.clone(), hash]).await;
+    let text = String::from_utf8_lossy(&receipt.stdout);
+    assert!(receipt.status.success(), "cast receipt: {}", String::from_utf8_lossy(&receipt.stderr));
+    assert!(text.contains("status") && text.contains("1 (success)"), "{text}");
+
+    let balance =
+        cast_run(vec!["balance".into(), "--rpc-url".into(), net.rpc_url.clone(), to]).await;
+    assert!(balance.status.success());
+    assert_eq!(String::from_utf8_lossy(&balance.stdout).trim(), ONE_ETH.to_string());
+    net.stop().await;
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests of the node with real Postgres and a real anvil L1.
+
+mod common;
+mod crash;
+mod e2e;
+mod rpc_input;
