@@ -16,7 +16,7 @@ test: deps
 	$(CARGO) fmt --all --check
 	contracts/test.sh
 	$(CARGO) build -p rollup-devnet --bin with-test-postgres
-	$(CARGO) run -q -p rollup-devnet --bin with-test-postgres -- $(CARGO) test --workspace --all-targets
+	$(CARGO) run -q -p rollup-devnet --bin with-test-postgres -- $(CARGO) test --workspace
 
 ## test-long: the same suite with long loops turned up.
 test-long: export ROLLUP_TEST_LONG = 1
