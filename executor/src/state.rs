@@ -84,6 +84,17 @@ pub struct StateDiff {
     pub code: BTreeMap<B256, Bytes>,
 }
 
+/// One account with all its storage (see [`MemoryState::accounts_snapshot`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSnapshot {
+    /// The address.
+    pub address: Address,
+    /// Nonce, balance, code hash.
+    pub account: BasicAccount,
+    /// Non-zero storage slots, sorted.
+    pub storage: Vec<(U256, U256)>,
+}
+
 /// One account of the in-memory state.
 #[derive(Debug, Clone, Default)]
 struct StoredAccount {
@@ -136,17 +147,17 @@ impl MemoryState {
     }
 
     /// Every existing account with its storage, sorted by address.
-    pub fn accounts_snapshot(&self) -> Vec<(Address, BasicAccount, Vec<(U256, U256)>)> {
+    pub fn accounts_snapshot(&self) -> Vec<AccountSnapshot> {
         let mut out: Vec<_> = self
             .accounts
             .iter()
             .filter_map(|(address, a)| {
                 let mut storage: Vec<_> = a.storage.iter().map(|(k, v)| (*k, *v)).collect();
                 storage.sort_unstable();
-                Some((*address, a.info?, storage))
+                Some(AccountSnapshot { address: *address, account: a.info?, storage })
             })
             .collect();
-        out.sort_unstable_by_key(|(address, ..)| *address);
+        out.sort_unstable_by_key(|a| a.address);
         out
     }
 

@@ -6,8 +6,10 @@ use alloy_eips::{Decodable2718, Encodable2718};
 use alloy_primitives::{Address, B256, Bytes, U256};
 use alloy_rlp::{Decodable, Encodable};
 use rollup_executor::{
-    MemoryState, SealedBlock, StateDiff, block::SkippedTx, genesis::ChainGenesis,
-    state::BasicAccount,
+    MemoryState, SealedBlock, StateDiff,
+    block::SkippedTx,
+    genesis::ChainGenesis,
+    state::{AccountSnapshot, BasicAccount},
 };
 use sqlx::{Postgres, Row, Transaction};
 
@@ -547,12 +549,9 @@ async fn write_state(tx: &mut Transaction<'_, Postgres>, diff: &StateDiff) -> Re
 }
 
 /// The genesis state as a diff from nothing.
-fn genesis_diff(
-    accounts: &[(Address, BasicAccount, Vec<(U256, U256)>)],
-    state: &MemoryState,
-) -> StateDiff {
+fn genesis_diff(accounts: &[AccountSnapshot], state: &MemoryState) -> StateDiff {
     let mut diff = StateDiff::default();
-    for (address, account, storage) in accounts {
+    for AccountSnapshot { address, account, storage } in accounts {
         let storage = storage
             .iter()
             .map(|(slot, value)| {
