@@ -68,7 +68,11 @@ impl BatchPoster {
     /// Runs until `shutdown` fires, logging and counting errors and retrying.
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         loop {
-            match self.step().await {
+            let result = tokio::select! {
+                result = self.step() => result,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            match result {
                 Ok(Some(_)) => continue,
                 Ok(None) => {}
                 Err(error) => {
@@ -78,7 +82,7 @@ impl BatchPoster {
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
-                _ = shutdown.changed() => return,
+                _ = shutdown.wait_for(|stop| *stop) => return,
             }
         }
     }

@@ -33,13 +33,17 @@ impl Proposer {
     /// Runs until `shutdown` fires.
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         loop {
-            if let Err(error) = self.step().await {
+            let result = tokio::select! {
+                result = self.step() => result,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            if let Err(error) = result {
                 self.metrics.l1_errors.with_label_values(&["proposer"]).inc();
                 tracing::warn!(%error, retryable = error.is_retryable(), "proposer step failed");
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.interval) => {}
-                _ = shutdown.changed() => return,
+                _ = shutdown.wait_for(|stop| *stop) => return,
             }
         }
     }

@@ -60,8 +60,9 @@ pub async fn run(options: DevOptions) -> eyre::Result<()> {
         None => {
             let pg_dir = postgres_reachable_dir(&data_dir.join("postgres"))?;
             let pg_options = PostgresOptions::persistent(pg_dir.join("data"), options.pg_port);
-            let postgres =
-                tokio::task::spawn_blocking(move || Postgres::start(pg_options)).await??;
+            // Spawned from this (the main) thread: the parent-death signal fires when
+            // the spawning thread ends, so never spawn from a pooled blocking thread.
+            let postgres = Postgres::start(pg_options)?;
             create_database(&postgres.url("postgres"), "rollup").await?;
             (postgres.url("rollup"), Some(postgres))
         }
@@ -75,7 +76,7 @@ pub async fn run(options: DevOptions) -> eyre::Result<()> {
                 state_file: Some(data_dir.join("anvil-state.json")),
                 log_file: data_dir.join("anvil.log"),
             };
-            let anvil = tokio::task::spawn_blocking(move || Anvil::spawn(&anvil_options)).await??;
+            let anvil = Anvil::spawn(&anvil_options)?;
             (anvil.url(), Some(anvil))
         }
     };

@@ -61,11 +61,21 @@ impl BlockProducer {
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
-                _ = shutdown.changed() => return,
+                _ = shutdown.wait_for(|stop| *stop) => return,
             }
-            if let Err(error) = self.produce().await {
+            // Cancelling mid-commit is safe: an unfinished database
+            // transaction rolls back, and the process is stopping anyway.
+            let result = tokio::select! {
+                result = self.produce() => result,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            if let Err(error) = result {
                 tracing::warn!(%error, "block production failed; reloading head state");
-                if let Err(error) = self.reload().await {
+                let reloaded = tokio::select! {
+                    reloaded = self.reload() => reloaded,
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                };
+                if let Err(error) = reloaded {
                     tracing::error!(%error, "cannot reload the head state");
                 }
             }

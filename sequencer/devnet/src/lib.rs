@@ -4,7 +4,10 @@
 //!
 //! Children get `PR_SET_PDEATHSIG`, so even a SIGKILL of the parent stops
 //! them: Postgres with a fast shutdown (SIGINT), anvil with SIGTERM, after
-//! which anvil writes its state file.
+//! which anvil writes its state file. Linux sends that signal when the
+//! *thread* that spawned the child ends, so start them from a thread that
+//! lives as long as they should (the main thread, a test's thread), never
+//! from a pooled thread such as tokio's `spawn_blocking`.
 //!
 //! ```no_run
 //! use rollup_devnet::{Postgres, PostgresOptions, free_port};

@@ -28,12 +28,10 @@ impl TestDatabase {
             Ok(url) => (url, None),
             Err(_) => {
                 let port = free_port().expect("free port");
-                let cluster = tokio::task::spawn_blocking(move || {
-                    Postgres::start(PostgresOptions::throwaway(port))
-                })
-                .await
-                .expect("join")
-                .expect("start a throwaway Postgres cluster");
+                // On the test's own thread: the parent-death signal fires when
+                // the spawning thread ends.
+                let cluster = Postgres::start(PostgresOptions::throwaway(port))
+                    .expect("start a throwaway Postgres cluster");
                 (cluster.url("postgres"), Some(cluster))
             }
         };

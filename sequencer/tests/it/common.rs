@@ -31,11 +31,9 @@ impl TestNet {
     pub(crate) async fn start(accounts: u32) -> Self {
         let db = TestDatabase::new().await;
         let port = free_port().unwrap();
-        let anvil =
-            tokio::task::spawn_blocking(move || Anvil::spawn(&AnvilOptions::throwaway(port)))
-                .await
-                .unwrap()
-                .expect("start anvil");
+        // On the test's own thread: the parent-death signal fires when the
+        // spawning thread ends.
+        let anvil = Anvil::spawn(&AnvilOptions::throwaway(port)).expect("start anvil");
         let dir = tempfile::tempdir().unwrap();
         let chain_path = dir.path().join("chain.toml");
         let [owner, batcher, proposer] = [0, 1, 2].map(|i| dev_key(i).unwrap());
