@@ -3,20 +3,27 @@
 
 CARGO ?= cargo
 NODE_STAMP := node_modules/.package-lock.json
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+TEST_LOG := target/test-output.log
 
 .PHONY: dev test test-long lint fmt contracts contracts-check deps postgres-bin pr
 
 ## dev: run the whole system locally (private Postgres, anvil, all roles).
 dev: deps
-	$(CARGO) run -p rollup-sequencer --bin rollup-node -- dev
+	$(CARGO) build -p rollup-sequencer --bin rollup-node
+	exec target/debug/rollup-node dev
 
 ## test: the whole test suite (Rust unit, integration and end-to-end tests,
 ## contract tests, artifact freshness), against real Postgres and anvil.
 test: deps
 	$(CARGO) fmt --all --check
-	contracts/test.sh
+	@mkdir -p target
+	contracts/test.sh 2>&1 | tee $(TEST_LOG)
 	$(CARGO) build -p rollup-devnet --bin with-test-postgres
-	$(CARGO) run -q -p rollup-devnet --bin with-test-postgres -- $(CARGO) test --workspace
+	$(CARGO) run -q -p rollup-devnet --bin with-test-postgres -- $(CARGO) test --workspace 2>&1 | tee -a $(TEST_LOG)
+	@awk '/^test result:/ { p += $$4; f += $$6 } /^Suite result:/ { p += $$4; f += $$6 } \
+		END { printf "total: %d passed, %d failed\n", p, f }' $(TEST_LOG)
 
 ## test-long: the same suite with long loops turned up.
 test-long: export ROLLUP_TEST_LONG = 1

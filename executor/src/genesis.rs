@@ -131,8 +131,8 @@ mod tests {
         assert_eq!(a.hash, b.hash);
         assert_eq!(a.header.number, 0);
 
-        let dir = tempfile_dir();
-        let path = dir.join("genesis.json");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("genesis.json");
         std::fs::write(&path, serde_json::to_string(&genesis).unwrap()).unwrap();
         config.genesis.hash = a.hash;
         assert_eq!(ChainGenesis::load(&config, &path).unwrap().hash, a.hash);
@@ -141,11 +141,5 @@ mod tests {
             ChainGenesis::load(&config, &path),
             Err(GenesisError::HashMismatch { .. })
         ));
-    }
-
-    fn tempfile_dir() -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("rollup-genesis-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
     }
 }

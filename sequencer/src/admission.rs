@@ -5,7 +5,7 @@ use crate::chain_view::ChainView;
 use alloy_consensus::{Transaction, TxEnvelope, transaction::SignerRecoverable};
 use alloy_eips::Decodable2718;
 use alloy_primitives::{Bytes, U256};
-use rollup_executor::ChainConfig;
+use rollup_executor::{ChainConfig, RecoveredTx};
 use rollup_store::NewTransaction;
 
 /// Largest accepted transaction (geth's txpool limit).
@@ -45,6 +45,12 @@ pub enum AdmissionError {
     /// Tip above the fee cap.
     #[error("max priority fee per gas higher than max fee per gas")]
     TipAboveFeeCap,
+    /// Nonce at its maximum (EIP-2681).
+    #[error("nonce has max value")]
+    NonceMax,
+    /// Init code above EIP-3860's limit.
+    #[error("max initcode size exceeded")]
+    InitCodeTooLarge,
     /// Nonce already used.
     #[error("nonce too low")]
     NonceTooLow,
@@ -53,12 +59,14 @@ pub enum AdmissionError {
     InsufficientFunds,
 }
 
-/// Decodes and validates a raw transaction against the head in `view`.
-pub fn admit(
-    config: &ChainConfig,
-    view: &ChainView,
-    raw: &[u8],
-) -> Result<NewTransaction, AdmissionError> {
+/// EIP-3860's limit on init code.
+pub const MAX_INITCODE_BYTES: usize = 2 * 24_576;
+
+/// The stateless layer: decodes an EIP-2718 envelope, checks what needs no
+/// state (type, chain id when present, nonce range, fee fields, intrinsic gas,
+/// init-code size) and recovers the sender. Unprotected legacy transactions
+/// pass here; the RPC policy in [`admit`] refuses them.
+pub fn decode_and_recover(raw: &[u8], chain_id: u64) -> Result<RecoveredTx, AdmissionError> {
     if raw.len() > MAX_TX_BYTES {
         return Err(AdmissionError::Oversized);
     }
@@ -67,23 +75,41 @@ pub fn admit(
     if tx.is_eip4844() || tx.is_eip7702() {
         return Err(AdmissionError::UnsupportedType);
     }
-    match tx.chain_id() {
-        None => return Err(AdmissionError::Unprotected),
-        Some(id) if id != config.chain_id => return Err(AdmissionError::WrongChainId),
-        Some(_) => {}
+    if tx.chain_id().is_some_and(|id| id != chain_id) {
+        return Err(AdmissionError::WrongChainId);
     }
-    let sender = tx.recover_signer().map_err(|_| AdmissionError::InvalidSender)?;
-    if tx.gas_limit() > config.block_gas_limit {
-        return Err(AdmissionError::GasLimit);
+    if tx.nonce() == u64::MAX {
+        return Err(AdmissionError::NonceMax);
+    }
+    if tx.max_priority_fee_per_gas().is_some_and(|tip| tip > tx.max_fee_per_gas()) {
+        return Err(AdmissionError::TipAboveFeeCap);
+    }
+    if tx.is_create() && tx.input().len() > MAX_INITCODE_BYTES {
+        return Err(AdmissionError::InitCodeTooLarge);
     }
     if tx.gas_limit() < intrinsic_gas(&tx) {
         return Err(AdmissionError::IntrinsicGas);
     }
+    let sender = tx.recover_signer().map_err(|_| AdmissionError::InvalidSender)?;
+    Ok(RecoveredTx::new_unchecked(tx, sender))
+}
+
+/// Decodes and validates a raw transaction against the head in `view`.
+pub fn admit(
+    config: &ChainConfig,
+    view: &ChainView,
+    raw: &[u8],
+) -> Result<NewTransaction, AdmissionError> {
+    let recovered = decode_and_recover(raw, config.chain_id)?;
+    let (tx, sender) = (recovered.inner(), recovered.signer());
+    if tx.chain_id().is_none() {
+        return Err(AdmissionError::Unprotected);
+    }
+    if tx.gas_limit() > config.block_gas_limit {
+        return Err(AdmissionError::GasLimit);
+    }
     if tx.max_fee_per_gas() < u128::from(config.eip1559.min_base_fee) {
         return Err(AdmissionError::Underpriced);
-    }
-    if tx.max_priority_fee_per_gas().is_some_and(|tip| tip > tx.max_fee_per_gas()) {
-        return Err(AdmissionError::TipAboveFeeCap);
     }
     let account = view.read().state.account(&sender);
     let (nonce, balance) = account.map_or((0, U256::ZERO), |a| (a.nonce, a.balance));

@@ -75,6 +75,7 @@ pub async fn run(options: DevOptions) -> eyre::Result<()> {
                 block_time_secs: Some(1),
                 state_file: Some(data_dir.join("anvil-state.json")),
                 log_file: data_dir.join("anvil.log"),
+                remove_log_on_drop: false,
             };
             let anvil = Anvil::spawn(&anvil_options)?;
             (anvil.url(), Some(anvil))

@@ -5,7 +5,9 @@
 //!
 //! - [`admission`]: decode, recover, validate raw transactions (geth's errors).
 //! - [`rpc`]: JSON-RPC 2.0 over HTTP (single and batch).
-//! - [`producer`]: builds and commits blocks with the shared executor.
+//! - [`intake`]: group commit of admitted transactions.
+//! - [`producer`]: builds and commits blocks with the shared executor;
+//!   [`leader`]: one producer leads (Postgres advisory lock).
 //! - [`chain_view`]: the in-memory head the API reads.
 //! - [`node`]: starts roles; [`dev`]: the dev network.
 //! - [`metrics`]: Prometheus metrics, health and readiness.
@@ -13,6 +15,8 @@
 pub mod admission;
 pub mod chain_view;
 pub mod dev;
+pub mod intake;
+pub mod leader;
 pub mod metrics;
 pub mod node;
 pub mod producer;

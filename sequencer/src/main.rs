@@ -126,6 +126,7 @@ async fn main() -> eyre::Result<()> {
             database_url,
             l1_rpc_url,
         } => {
+            rollup_devnet::terminate_with_parent();
             dev::run(DevOptions {
                 data_dir,
                 accounts,

@@ -28,6 +28,8 @@ pub struct NodeMetrics {
     pub transactions_included: IntCounter,
     /// Number of the newest block.
     pub head_block: IntGauge,
+    /// 1 while this process leads block production.
+    pub is_leader: IntGauge,
 }
 
 impl NodeMetrics {
@@ -63,6 +65,10 @@ impl NodeMetrics {
                 "Transactions included in committed blocks.",
             )?,
             head_block: IntGauge::new("head_block_number", "Number of the newest block.")?,
+            is_leader: IntGauge::new(
+                "producer_is_leader",
+                "1 while this process leads block production.",
+            )?,
             registry,
         };
         let r = &metrics.registry;
@@ -73,6 +79,7 @@ impl NodeMetrics {
         r.register(Box::new(metrics.blocks_produced.clone()))?;
         r.register(Box::new(metrics.transactions_included.clone()))?;
         r.register(Box::new(metrics.head_block.clone()))?;
+        r.register(Box::new(metrics.is_leader.clone()))?;
         Ok(metrics)
     }
 }

@@ -128,7 +128,9 @@ pub async fn start(
             BlockProducer::new(config.clone(), store.clone(), view.clone(), metrics.clone())
                 .await?;
         tasks.spawn(producer.run(shutdown.clone()));
-    } else if options.roles.api {
+    }
+    if options.roles.api {
+        // Also with a producer: it may be a standby while another process leads.
         tasks.spawn(chain_view::follow(view.clone(), store.clone(), shutdown.clone()));
     }
     if options.roles.batcher {
@@ -181,6 +183,7 @@ pub async fn start(
             view: view.clone(),
             metrics: metrics.clone(),
             suggested_priority_fee: options.suggested_priority_fee,
+            intake: crate::intake::Intake::spawn(store.clone()),
         });
         let listener =
             TcpListener::bind(options.rpc_addr).await.wrap_err("bind the JSON-RPC address")?;

@@ -2,7 +2,7 @@
 //! arrival order, executes them into the next block and commits block,
 //! receipts, state and mempool status in one database transaction.
 
-use crate::{chain_view::ChainView, metrics::NodeMetrics};
+use crate::{chain_view::ChainView, leader::Leadership, metrics::NodeMetrics};
 use alloy_consensus::{Header, TxEnvelope};
 use alloy_eips::Decodable2718;
 use alloy_primitives::{Address, B256};
@@ -12,7 +12,13 @@ use rollup_executor::{
     execute_block,
 };
 use rollup_store::{PendingTransaction, Store, StoreError};
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+/// How often the leader checks that its lock's session is alive.
+const LEADERSHIP_CHECK: Duration = Duration::from_secs(1);
 
 /// Most transactions the producer considers for one block.
 pub const MAX_CANDIDATES_PER_BLOCK: i64 = 10_000;
@@ -53,32 +59,54 @@ impl BlockProducer {
         Ok(Self { config, store, view, state, head, head_hash, metrics })
     }
 
-    /// Produces blocks until `shutdown` fires.
+    /// Produces blocks while this process leads (see [`Leadership`]), until
+    /// `shutdown` fires; stands by while another producer leads.
     pub async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let block_time = Duration::from_millis(self.config.block_time_ms);
-        let mut ticker = tokio::time::interval(block_time);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = shutdown.wait_for(|stop| *stop) => return,
-            }
-            // Cancelling mid-commit is safe: an unfinished database
-            // transaction rolls back, and the process is stopping anyway.
-            let result = tokio::select! {
-                result = self.produce() => result,
+            let mut leadership = tokio::select! {
+                leadership = Leadership::acquire(&self.store, Duration::from_secs(1)) => leadership,
                 _ = shutdown.wait_for(|stop| *stop) => return,
             };
-            if let Err(error) = result {
-                tracing::warn!(%error, "block production failed; reloading head state");
-                let reloaded = tokio::select! {
-                    reloaded = self.reload() => reloaded,
+            tracing::info!("leading block production");
+            self.metrics.is_leader.set(1);
+            // Another leader may have moved the chain since we loaded it.
+            if let Err(error) = self.reload().await {
+                tracing::warn!(%error, "cannot load the head state; giving up leadership");
+                self.metrics.is_leader.set(0);
+                continue;
+            }
+            let mut ticker = tokio::time::interval(block_time);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_check = Instant::now();
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                }
+                if last_check.elapsed() >= LEADERSHIP_CHECK && !leadership.still_held().await {
+                    tracing::warn!("lost the producer lock's database session; standing by");
+                    break;
+                }
+                last_check = Instant::now();
+                // Cancelling mid-commit is safe: an unfinished database
+                // transaction rolls back, and the process is stopping anyway.
+                let result = tokio::select! {
+                    result = self.produce() => result,
                     _ = shutdown.wait_for(|stop| *stop) => return,
                 };
-                if let Err(error) = reloaded {
-                    tracing::error!(%error, "cannot reload the head state");
+                if let Err(error) = result {
+                    tracing::warn!(%error, "block production failed; reloading head state");
+                    let reloaded = tokio::select! {
+                        reloaded = self.reload() => reloaded,
+                        _ = shutdown.wait_for(|stop| *stop) => return,
+                    };
+                    if let Err(error) = reloaded {
+                        tracing::error!(%error, "cannot reload the head state");
+                    }
                 }
             }
+            self.metrics.is_leader.set(0);
         }
     }
 
@@ -92,7 +120,12 @@ impl BlockProducer {
     /// Returns the new block number.
     pub async fn produce(&mut self) -> Result<Option<u64>, ProducerError> {
         let pending = self.store.pending_transactions(MAX_CANDIDATES_PER_BLOCK).await?;
-        self.metrics.mempool_pending.set(pending.len() as i64);
+        let pending_count = if pending.len() as i64 == MAX_CANDIDATES_PER_BLOCK {
+            self.store.pending_count().await?
+        } else {
+            pending.len() as i64
+        };
+        self.metrics.mempool_pending.set(pending_count);
         if pending.is_empty() {
             return Ok(None);
         }

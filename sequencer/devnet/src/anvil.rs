@@ -26,6 +26,8 @@ pub struct AnvilOptions {
     pub state_file: Option<PathBuf>,
     /// Where anvil's output goes.
     pub log_file: PathBuf,
+    /// Delete the log file when the handle drops.
+    pub remove_log_on_drop: bool,
 }
 
 impl AnvilOptions {
@@ -36,6 +38,7 @@ impl AnvilOptions {
             block_time_secs: Some(1),
             state_file: None,
             log_file: std::env::temp_dir().join(format!("rollup-anvil-{port}.log")),
+            remove_log_on_drop: true,
         }
     }
 }
@@ -45,6 +48,7 @@ impl AnvilOptions {
 pub struct Anvil {
     child: Child,
     port: u16,
+    log_to_remove: Option<PathBuf>,
 }
 
 /// Finds a binary from an `@foundry-rs/<name>` npm package: `$<NAME>_BIN`,
@@ -99,7 +103,8 @@ impl Anvil {
             .stderr(log);
         die_with_parent(&mut command, libc::SIGTERM);
         let child = command.spawn().map_err(io("spawn anvil"))?;
-        let mut anvil = Self { child, port: options.port };
+        let log_to_remove = options.remove_log_on_drop.then(|| options.log_file.clone());
+        let mut anvil = Self { child, port: options.port, log_to_remove };
         anvil.wait_ready(&options.log_file)?;
         Ok(anvil)
     }
@@ -137,5 +142,8 @@ impl Drop for Anvil {
     fn drop(&mut self) {
         // SIGTERM lets anvil write its state file before it exits.
         stop_child(&mut self.child, libc::SIGTERM, Duration::from_secs(10));
+        if let Some(log) = &self.log_to_remove {
+            let _ = fs::remove_file(log);
+        }
     }
 }

@@ -22,7 +22,7 @@ mod process;
 
 pub use anvil::{Anvil, AnvilOptions, DEV_MNEMONIC, find_anvil, find_node_binary};
 pub use postgres::{Postgres, PostgresOptions, pg_bin_dir, postgres_reachable_dir};
-pub use process::free_port;
+pub use process::{free_port, terminate_with_parent};
 
 use std::path::PathBuf;
 

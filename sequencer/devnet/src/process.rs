@@ -51,3 +51,18 @@ pub(crate) fn pid_alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks for existence.
     unsafe { libc::kill(pid, 0) == 0 }
 }
+
+/// Asks the kernel to send this process SIGTERM when its parent dies (so a
+/// `make dev` killed with SIGKILL still stops the node, which then stops its
+/// own children). Call from the main thread.
+pub fn terminate_with_parent() {
+    // SAFETY: prctl on the calling process; getppid has no preconditions.
+    unsafe {
+        let parent = libc::getppid();
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0);
+        // The parent may have died before the call took effect.
+        if libc::getppid() != parent {
+            libc::raise(libc::SIGTERM);
+        }
+    }
+}

@@ -57,6 +57,15 @@ impl From<AdmissionError> for RpcError {
     }
 }
 
+impl From<crate::intake::IntakeError> for RpcError {
+    fn from(error: crate::intake::IntakeError) -> Self {
+        match error {
+            crate::intake::IntakeError::Overloaded => Self::new(LIMIT_EXCEEDED, error.to_string()),
+            other => Self::internal(other),
+        }
+    }
+}
+
 impl From<rollup_store::StoreError> for RpcError {
     fn from(error: rollup_store::StoreError) -> Self {
         Self::internal(error)

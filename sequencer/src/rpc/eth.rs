@@ -6,7 +6,7 @@ use super::{
     evm_call,
 };
 use crate::admission;
-use alloy::rpc::types::{FeeHistory, TransactionRequest};
+use alloy::rpc::types::{FeeHistory, Filter, FilterBlockOption, Log, TransactionRequest};
 use alloy_eips::{BlockId, BlockNumberOrTag};
 use alloy_primitives::{Address, B256, Bytes, U64, U256};
 use revm::DatabaseRef;
@@ -35,7 +35,18 @@ const METHODS: &[&str] = &[
     "eth_sendRawTransaction",
     "eth_syncing",
     "eth_accounts",
+    "eth_sendRawTransactionSync",
+    "eth_getLogs",
+    "rollup_getTransactionStatus",
 ];
+
+/// Most blocks one `eth_getLogs` call may span.
+pub(super) const MAX_LOG_RANGE: u64 = 10_000;
+/// Most logs one `eth_getLogs` call returns.
+pub(super) const MAX_LOGS: usize = 10_000;
+/// `eth_sendRawTransactionSync`: default and longest wait for the receipt.
+const SYNC_DEFAULT_TIMEOUT_MS: u64 = 2_000;
+const SYNC_MAX_TIMEOUT_MS: u64 = 10_000;
 
 /// Most blocks `eth_feeHistory` covers in one call.
 const MAX_FEE_HISTORY_BLOCKS: u64 = 1_024;
@@ -179,9 +190,52 @@ pub(super) async fn dispatch(
             params.at_most(1)?;
             let raw: Bytes = params.required(0, "data")?;
             let tx = admission::admit(&ctx.config, &ctx.view, &raw)?;
-            ctx.store.insert_transactions(std::slice::from_ref(&tx)).await?;
+            ctx.intake.submit(vec![tx.clone()]).await?;
             ctx.metrics.transactions_accepted.inc();
             Ok(json!(tx.hash))
+        }
+        "eth_sendRawTransactionSync" => {
+            params.at_most(2)?;
+            let raw: Bytes = params.required(0, "data")?;
+            let timeout: Option<U64> = params.optional(1, "timeout")?;
+            let timeout = timeout
+                .map_or(SYNC_DEFAULT_TIMEOUT_MS, |t| t.saturating_to::<u64>())
+                .min(SYNC_MAX_TIMEOUT_MS);
+            let tx = admission::admit(&ctx.config, &ctx.view, &raw)?;
+            let hash = tx.hash;
+            let mut heads = ctx.view.subscribe();
+            ctx.intake.submit(vec![tx]).await?;
+            ctx.metrics.transactions_accepted.inc();
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(timeout);
+            loop {
+                if let Some(stored) = ctx.store.transaction(hash).await? {
+                    let timestamp = ctx
+                        .store
+                        .block_by_number(stored.block_number)
+                        .await?
+                        .map(|b| b.header.timestamp);
+                    return Ok(json!(convert::receipt(&stored, timestamp)?));
+                }
+                if tokio::time::timeout_at(deadline, heads.changed()).await.is_err() {
+                    return Err(RpcError {
+                        code: 4,
+                        message: format!(
+                            "the transaction was added to the mempool but wasn't processed in {timeout}ms"
+                        ),
+                        data: Some(json!(hash)),
+                    });
+                }
+            }
+        }
+        "eth_getLogs" => {
+            params.at_most(1)?;
+            let filter: Filter = params.required(0, "filter")?;
+            get_logs(ctx, &filter).await
+        }
+        "rollup_getTransactionStatus" => {
+            params.at_most(1)?;
+            let hash: B256 = params.required(0, "hash")?;
+            transaction_status(ctx, hash).await
         }
         _ => Err(RpcError::new(
             METHOD_NOT_FOUND,
@@ -318,4 +372,67 @@ fn rewards_at(
         out.push(tips[index].0);
     }
     out
+}
+
+/// `eth_getLogs` over a bounded block range, skipping blocks by their bloom.
+async fn get_logs(ctx: &RpcContext, filter: &Filter) -> Result<Value, RpcError> {
+    let (from, to) = match filter.block_option {
+        FilterBlockOption::AtBlockHash(hash) => {
+            let Some(block) = ctx.store.block_by_hash(hash).await? else {
+                return Err(RpcError::new(SERVER_ERROR, "unknown block"));
+            };
+            (block.header.number, block.header.number)
+        }
+        FilterBlockOption::Range { from_block, to_block } => {
+            let head = ctx.view.number();
+            let resolve = |tag: Option<BlockNumberOrTag>| match tag {
+                None => head,
+                Some(BlockNumberOrTag::Number(n)) => n,
+                Some(BlockNumberOrTag::Earliest) => 0,
+                Some(_) => head,
+            };
+            (resolve(from_block), resolve(to_block).min(head))
+        }
+    };
+    if from > to {
+        return Ok(json!([]));
+    }
+    if to - from >= MAX_LOG_RANGE {
+        return Err(RpcError::new(
+            super::error::LIMIT_EXCEEDED,
+            format!("block range too large: at most {MAX_LOG_RANGE} blocks per query"),
+        ));
+    }
+    let mut logs: Vec<Log> = Vec::new();
+    for header in ctx.store.headers(from, to).await? {
+        if !filter.matches_bloom(header.logs_bloom) {
+            continue;
+        }
+        for stored in ctx.store.block_transactions(header.number).await? {
+            let receipt = convert::receipt(&stored, Some(header.timestamp))?;
+            logs.extend(
+                receipt.inner.logs().iter().filter(|log| filter.matches(&log.inner)).cloned(),
+            );
+            if logs.len() > MAX_LOGS {
+                return Err(RpcError::new(
+                    super::error::LIMIT_EXCEEDED,
+                    format!("query returned more than {MAX_LOGS} results"),
+                ));
+            }
+        }
+    }
+    Ok(json!(logs))
+}
+
+/// `rollup_getTransactionStatus`: where a transaction is in its life.
+pub(super) async fn transaction_status(ctx: &RpcContext, hash: B256) -> Result<Value, RpcError> {
+    let Some(status) = ctx.store.transaction_lifecycle(hash).await? else { return Ok(Value::Null) };
+    Ok(json!({
+        "hash": hash,
+        "status": status.stage,
+        "blockNumber": status.block_number.map(U64::from),
+        "batchIndex": status.batch_index.map(U64::from),
+        "l1TransactionHash": status.l1_tx_hash,
+        "reason": status.drop_reason,
+    }))
 }

@@ -43,12 +43,15 @@ pub struct RpcContext {
     pub metrics: NodeMetrics,
     /// Tip suggested by `eth_maxPriorityFeePerGas` (wei).
     pub suggested_priority_fee: u128,
+    /// Group commit of accepted transactions.
+    pub intake: crate::intake::Intake,
 }
 
 /// The JSON-RPC router (`POST /`).
 pub fn router(context: Arc<RpcContext>) -> Router {
     Router::new()
         .route("/", post(handle_http))
+        .route("/v1/transactions/{hash}", axum::routing::get(transaction_status_http))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .layer(CorsLayer::permissive())
@@ -63,6 +66,31 @@ async fn handle_http(State(context): State<Arc<RpcContext>>, body: Bytes) -> Res
             ([(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
         }
         None => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+/// `GET /v1/transactions/{hash}`: the transaction's lifecycle.
+async fn transaction_status_http(
+    State(context): State<Arc<RpcContext>>,
+    axum::extract::Path(hash): axum::extract::Path<String>,
+) -> Response {
+    let Ok(hash) = hash.parse::<alloy_primitives::B256>() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({ "error": "invalid transaction hash" })),
+        )
+            .into_response();
+    };
+    match eth::transaction_status(&context, hash).await {
+        Ok(Value::Null) => {
+            (StatusCode::NOT_FOUND, axum::Json(json!({ "error": "unknown transaction" })))
+                .into_response()
+        }
+        Ok(status) => axum::Json(status).into_response(),
+        Err(error) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({ "error": error.message })))
+                .into_response()
+        }
     }
 }
 
@@ -94,10 +122,10 @@ pub async fn handle_body(context: &RpcContext, body: &[u8]) -> Option<Value> {
                     ),
                 ));
             }
-            let mut responses = Vec::with_capacity(requests.len());
-            for request in requests {
-                responses.push(handle_request(context, request).await);
-            }
+            // Concurrently, so the transactions of one batch share group commits.
+            let responses =
+                futures::future::join_all(requests.into_iter().map(|r| handle_request(context, r)))
+                    .await;
             Some(Value::Array(responses))
         }
         request => Some(handle_request(context, request).await),

@@ -22,7 +22,7 @@ use sqlx::{PgPool, postgres::PgPoolOptions};
 
 pub use chain::{StoredBlock, StoredTransaction};
 pub use mempool::{NewTransaction, PendingTransaction};
-pub use progress::{BatchRecord, ProposalRecord};
+pub use progress::{BatchRecord, ProposalRecord, TransactionLifecycle};
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]

@@ -125,13 +125,16 @@ impl Store {
         )))
     }
 
-    /// The next nonce of `sender` counting its pending transactions, if it has any.
+    /// The next nonce of `sender` after every transaction of its that the
+    /// mempool holds pending or has seen included, if any. Authoritative even
+    /// on an API replica whose in-memory head lags the database.
     pub async fn pending_nonce(&self, sender: Address) -> Result<Option<u64>> {
-        let max: Option<i64> =
-            sqlx::query_scalar("SELECT max(nonce) FROM mempool WHERE sender = $1 AND status = 0")
-                .bind(sender.as_slice())
-                .fetch_one(&self.pool)
-                .await?;
+        let max: Option<i64> = sqlx::query_scalar(
+            "SELECT max(nonce) FROM mempool WHERE sender = $1 AND status IN (0, 1)",
+        )
+        .bind(sender.as_slice())
+        .fetch_one(&self.pool)
+        .await?;
         Ok(max.map(|n| n as u64 + 1))
     }
 }

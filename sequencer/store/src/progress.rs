@@ -213,3 +213,54 @@ impl Store {
         Ok(())
     }
 }
+
+/// Where a transaction is in its life: received → sequenced (in a block) →
+/// batched → posted to L1, or dropped with a reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionLifecycle {
+    /// Stage name: `received`, `sequenced`, `batched`, `posted` or `dropped`.
+    pub stage: &'static str,
+    /// Its block, once sequenced.
+    pub block_number: Option<u64>,
+    /// Its batch, once batched.
+    pub batch_index: Option<u64>,
+    /// The L1 transaction carrying its batch, once posted.
+    pub l1_tx_hash: Option<B256>,
+    /// Why it was dropped.
+    pub drop_reason: Option<String>,
+}
+
+impl Store {
+    /// The lifecycle of a transaction the mempool has seen.
+    pub async fn transaction_lifecycle(&self, hash: B256) -> Result<Option<TransactionLifecycle>> {
+        let row = sqlx::query(
+            "SELECT m.status, m.block_number, m.drop_reason, b.idx, b.l1_tx_hash
+             FROM mempool m
+             LEFT JOIN batches b ON m.block_number BETWEEN b.first_block AND b.last_block
+             WHERE m.tx_hash = $1",
+        )
+        .bind(hash.as_slice())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let status: i16 = row.try_get("status")?;
+        let block_number = row.try_get::<Option<i64>, _>("block_number")?.map(|n| n as u64);
+        let batch_index = row.try_get::<Option<i64>, _>("idx")?.map(|n| n as u64);
+        let l1_tx_hash =
+            row.try_get::<Option<&[u8]>, _>("l1_tx_hash")?.map(bytes_b256).transpose()?;
+        let stage = match (status, batch_index, l1_tx_hash) {
+            (0, ..) => "received",
+            (1, None, _) => "sequenced",
+            (1, Some(_), None) => "batched",
+            (1, Some(_), Some(_)) => "posted",
+            _ => "dropped",
+        };
+        Ok(Some(TransactionLifecycle {
+            stage,
+            block_number,
+            batch_index,
+            l1_tx_hash,
+            drop_reason: row.try_get("drop_reason")?,
+        }))
+    }
+}

@@ -41,24 +41,8 @@ impl TestNet {
             .await
             .expect("create chain");
         let (shutdown, receiver) = watch::channel(false);
-        let node = node::start(
-            NodeOptions {
-                chain_config: chain_path.clone(),
-                database_url: db.url.clone(),
-                l1_rpc_url: anvil.url(),
-                roles: Roles::ALL,
-                rpc_addr: "127.0.0.1:0".parse().unwrap(),
-                metrics_addr: "127.0.0.1:0".parse().unwrap(),
-                batcher_key: Some(batcher),
-                proposer_key: Some(proposer),
-                proposal_interval: Duration::from_millis(500),
-                batch_interval: Duration::from_millis(500),
-                suggested_priority_fee: 1_000_000,
-            },
-            receiver,
-        )
-        .await
-        .expect("start node");
+        let options = node_options(&chain_path, &db.url, &anvil.url(), Roles::ALL);
+        let node = node::start(options, receiver).await.expect("start node");
         let rpc_url = format!("http://{}", node.addresses.rpc.unwrap());
         let metrics_url = format!("http://{}/metrics", node.addresses.metrics);
         Self {
@@ -88,11 +72,63 @@ impl TestNet {
         ProviderBuilder::new().connect_http(self.anvil.url().parse().unwrap()).erased()
     }
 
+    /// Starts another node with `roles` on the same database, chain and L1.
+    pub(crate) async fn start_node(&self, roles: Roles) -> ExtraNode {
+        let (shutdown, receiver) = watch::channel(false);
+        let options = node_options(&self.chain_path, &self._db.url, &self.anvil.url(), roles);
+        let node = node::start(options, receiver).await.expect("start node");
+        let rpc_url = node.addresses.rpc.map(|a| format!("http://{a}"));
+        ExtraNode { node, shutdown, rpc_url }
+    }
+
+    /// Stops the first node and waits for it.
+    pub(crate) async fn stop_first_node(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(node) = self.node.take() {
+            tokio::time::timeout(Duration::from_secs(30), node.wait()).await.expect("node stops");
+        }
+    }
+
     pub(crate) async fn stop(mut self) {
         let _ = self.shutdown.send(true);
         if let Some(node) = self.node.take() {
             tokio::time::timeout(Duration::from_secs(30), node.wait()).await.expect("node stops");
         }
+    }
+}
+
+/// A further node on a [`TestNet`]'s database.
+pub(crate) struct ExtraNode {
+    node: RunningNode,
+    shutdown: watch::Sender<bool>,
+    pub(crate) rpc_url: Option<String>,
+}
+
+impl ExtraNode {
+    pub(crate) async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        tokio::time::timeout(Duration::from_secs(30), self.node.wait()).await.expect("node stops");
+    }
+}
+
+fn node_options(
+    chain_path: &std::path::Path,
+    database_url: &str,
+    l1_url: &str,
+    roles: Roles,
+) -> NodeOptions {
+    NodeOptions {
+        chain_config: chain_path.to_owned(),
+        database_url: database_url.to_owned(),
+        l1_rpc_url: l1_url.to_owned(),
+        roles,
+        rpc_addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        batcher_key: Some(dev_key(1).unwrap()),
+        proposer_key: Some(dev_key(2).unwrap()),
+        proposal_interval: Duration::from_millis(500),
+        batch_interval: Duration::from_millis(500),
+        suggested_priority_fee: 1_000_000,
     }
 }
 

@@ -3,11 +3,11 @@
 use crate::common::{TestNet, eventually};
 use alloy::{
     consensus::TxEnvelope,
-    eips::{BlockNumberOrTag, Decodable2718},
-    network::TransactionBuilder,
-    primitives::{Address, U256, address},
+    eips::{BlockNumberOrTag, Decodable2718, Encodable2718},
+    network::{NetworkTransactionBuilder, TransactionBuilder},
+    primitives::{Address, B256, Bytes, U256, address, hex},
     providers::Provider,
-    rpc::types::TransactionRequest,
+    rpc::types::{Filter, TransactionRequest},
 };
 use rollup_batcher::derive::{read_batches, read_proposals, replay};
 use rollup_devnet::find_node_binary;
@@ -66,6 +66,51 @@ async fn transaction_reaches_l1_and_the_chain_rederives_from_l1() {
         .unwrap();
     assert_eq!(estimate, 21_000);
 
+    // A contract that emits one log per call: eth_getLogs finds it by address and topic.
+    let topic = alloy::primitives::B256::repeat_byte(0xab);
+    let runtime = [&[0x7f][..], topic.as_slice(), &hex!("60006000a100")].concat();
+    let init = [&hex!("602780600b6000396000f3")[..], &runtime].concat();
+    let deploy = TransactionRequest::default().with_deploy_code(init);
+    let deployed = l2.send_transaction(deploy).await.unwrap().get_receipt().await.unwrap();
+    let emitter = deployed.contract_address.expect("contract created");
+    let call = TransactionRequest::default().with_to(emitter);
+    let called = l2.send_transaction(call).await.unwrap().get_receipt().await.unwrap();
+    assert_eq!(called.inner.logs().len(), 1);
+    let logs = l2.get_logs(&Filter::new().address(emitter).from_block(0)).await.unwrap();
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0].topics(), &[topic]);
+    assert_eq!(logs[0].transaction_hash, Some(called.transaction_hash));
+    let none = Filter::new().address(emitter).event_signature(B256::ZERO).from_block(0);
+    assert!(l2.get_logs(&none).await.unwrap().is_empty());
+
+    // eth_sendRawTransactionSync returns the receipt; the lifecycle view follows it.
+    let raw = {
+        let request = TransactionRequest::default()
+            .with_to(recipient)
+            .with_value(U256::from(7))
+            .with_nonce(l2.get_transaction_count(signer.address()).await.unwrap())
+            .with_chain_id(net.config.chain_id)
+            .with_gas_limit(21_000)
+            .with_max_fee_per_gas(2_000_000_000)
+            .with_max_priority_fee_per_gas(1_000_000);
+        let wallet = alloy::network::EthereumWallet::from(signer.clone());
+        request.build(&wallet).await.unwrap().encoded_2718()
+    };
+    let sync: alloy::rpc::types::TransactionReceipt = l2
+        .raw_request("eth_sendRawTransactionSync".into(), (Bytes::from(raw), 5_000u64))
+        .await
+        .unwrap();
+    assert!(sync.status());
+    let status: serde_json::Value = l2
+        .raw_request("rollup_getTransactionStatus".into(), (sync.transaction_hash,))
+        .await
+        .unwrap();
+    assert!(
+        matches!(status["status"].as_str(), Some("sequenced" | "batched" | "posted")),
+        "{status}"
+    );
+    let rest_url = format!("{}/v1/transactions/{}", net.rpc_url, sync.transaction_hash);
+
     // The batch: on L1, decoding to the same blocks and transactions.
     let l1 = net.l1();
     let contract = net.config.l1.settlement_contract;
@@ -117,6 +162,14 @@ async fn transaction_reaches_l1_and_the_chain_rederives_from_l1() {
     let at_proposal = replayed.iter().find(|b| b.number == proposal.l2_block).expect("replayed");
     assert_eq!(at_proposal.state_root, proposal.state_root);
     assert_eq!(at_proposal.hash, proposal.block_hash);
+
+    // Once its batch is on L1, the lifecycle says posted, with the L1 transaction.
+    let posted = eventually(60, "the sync transaction's batch on L1", || async {
+        let status: serde_json::Value = reqwest::get(&rest_url).await.ok()?.json().await.ok()?;
+        (status["status"] == "posted").then_some(status)
+    })
+    .await;
+    assert!(posted["l1TransactionHash"].is_string(), "{posted}");
 
     // Metrics are served.
     let metrics = reqwest::get(&net.metrics_url).await.unwrap().text().await.unwrap();

@@ -3,4 +3,6 @@
 mod common;
 mod crash;
 mod e2e;
+mod failover;
 mod rpc_input;
+mod transaction_tests;
