@@ -1,7 +1,7 @@
 //! Admission of raw transactions: decode, recover the sender, and check them
 //! against the chain rules and the head state, with geth's error messages.
 
-use crate::chain_view::ChainView;
+use crate::{chain_view::ChainView, pool::Admitted};
 use alloy_consensus::{Transaction, TxEnvelope, transaction::SignerRecoverable};
 use alloy_eips::Decodable2718;
 use alloy_primitives::{Bytes, U256};
@@ -54,6 +54,15 @@ pub enum AdmissionError {
     /// Nonce already used.
     #[error("nonce too low")]
     NonceTooLow,
+    /// A replacement without a large enough fee bump.
+    #[error("replacement transaction underpriced")]
+    ReplacementUnderpriced,
+    /// The sender has too many pooled transactions.
+    #[error("account limit exceeded")]
+    AccountLimit,
+    /// The pool is full.
+    #[error("txpool is full")]
+    PoolFull,
     /// Cannot pay for gas and value.
     #[error("insufficient funds for gas * price + value")]
     InsufficientFunds,
@@ -94,12 +103,14 @@ pub fn decode_and_recover(raw: &[u8], chain_id: u64) -> Result<RecoveredTx, Admi
     Ok(RecoveredTx::new_unchecked(tx, sender))
 }
 
-/// Decodes and validates a raw transaction against the head in `view`.
+/// Decodes and validates a raw transaction against the head in `view` and
+/// the pool index; on success the pool has recorded it (call
+/// [`crate::pool::TxPool::forget`] if it cannot be stored).
 pub fn admit(
     config: &ChainConfig,
     view: &ChainView,
     raw: &[u8],
-) -> Result<NewTransaction, AdmissionError> {
+) -> Result<(NewTransaction, Admitted), AdmissionError> {
     let recovered = decode_and_recover(raw, config.chain_id)?;
     let (tx, sender) = (recovered.inner(), recovered.signer());
     if tx.chain_id().is_none() {
@@ -116,18 +127,19 @@ pub fn admit(
     if tx.nonce() < nonce {
         return Err(AdmissionError::NonceTooLow);
     }
-    let cost = U256::from(tx.gas_limit())
-        .saturating_mul(U256::from(tx.max_fee_per_gas()))
-        .saturating_add(tx.value());
-    if balance < cost {
-        return Err(AdmissionError::InsufficientFunds);
-    }
-    Ok(NewTransaction {
+    let admitted = view.pool().admit(&recovered, nonce, balance)?;
+    let replaces = match admitted {
+        Admitted::Replaces(hash) => Some(hash),
+        Admitted::New | Admitted::Duplicate => None,
+    };
+    let new = NewTransaction {
         hash: *tx.tx_hash(),
         sender,
         nonce: tx.nonce(),
         raw: Bytes::copy_from_slice(raw),
-    })
+        replaces,
+    };
+    Ok((new, admitted))
 }
 
 /// Intrinsic gas at Cancun: base cost, calldata, contract creation with
@@ -146,4 +158,34 @@ pub fn intrinsic_gas(tx: &TxEnvelope) -> u64 {
         }
     }
     gas
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AdmissionError::*;
+
+    #[test]
+    fn messages_are_geths() {
+        let cases = [
+            (Oversized, "oversized data"),
+            (UnsupportedType, "transaction type not supported"),
+            (Unprotected, "only replay-protected (EIP-155) transactions allowed over RPC"),
+            (WrongChainId, "invalid chain id"),
+            (InvalidSender, "invalid sender"),
+            (GasLimit, "exceeds block gas limit"),
+            (IntrinsicGas, "intrinsic gas too low"),
+            (Underpriced, "transaction underpriced"),
+            (TipAboveFeeCap, "max priority fee per gas higher than max fee per gas"),
+            (NonceMax, "nonce has max value"),
+            (InitCodeTooLarge, "max initcode size exceeded"),
+            (NonceTooLow, "nonce too low"),
+            (ReplacementUnderpriced, "replacement transaction underpriced"),
+            (AccountLimit, "account limit exceeded"),
+            (PoolFull, "txpool is full"),
+            (InsufficientFunds, "insufficient funds for gas * price + value"),
+        ];
+        for (error, message) in cases {
+            assert_eq!(error.to_string(), message);
+        }
+    }
 }

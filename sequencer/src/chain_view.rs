@@ -5,7 +5,9 @@
 //! into the view; an API-only process follows the database instead
 //! ([`follow`]), applying each new block's stored state diff.
 
+use crate::pool::{PoolLimits, TxPool};
 use alloy_consensus::Header;
+use alloy_eips::Decodable2718;
 use alloy_primitives::B256;
 use rollup_executor::{MemoryState, StateDiff};
 use rollup_store::Store;
@@ -28,22 +30,40 @@ pub struct Head {
 pub struct ChainView {
     inner: Arc<RwLock<Head>>,
     updates: Arc<tokio::sync::watch::Sender<u64>>,
+    pool: Arc<TxPool>,
 }
 
 impl ChainView {
-    /// A view starting at `head`.
-    pub fn new(head: Head) -> Self {
+    /// A view starting at `head`, with an empty pool index.
+    pub fn new(head: Head, limits: PoolLimits) -> Self {
         let number = head.header.number;
         Self {
             inner: Arc::new(RwLock::new(head)),
             updates: Arc::new(tokio::sync::watch::channel(number).0),
+            pool: Arc::new(TxPool::new(limits)),
         }
     }
 
-    /// Loads the head from the store.
-    pub async fn load(store: &Store) -> rollup_store::Result<Self> {
+    /// Loads the head from the store and indexes the pending transactions.
+    pub async fn load(store: &Store, limits: PoolLimits) -> rollup_store::Result<Self> {
         let (state, header, hash) = store.load_head_state().await?;
-        Ok(Self::new(Head { header, hash, state }))
+        let view = Self::new(Head { header, hash, state }, limits);
+        let pending = store.pending_transactions(limits.max_total as i64).await?;
+        for pending in pending {
+            let Ok(tx) = alloy_consensus::TxEnvelope::decode_2718_exact(&pending.raw) else {
+                continue;
+            };
+            let tx = rollup_executor::RecoveredTx::new_unchecked(tx, pending.sender);
+            let nonce = view.read().state.account(&pending.sender).map_or(0, |a| a.nonce);
+            // Already admitted once: index it whatever it costs.
+            let _ = view.pool.admit(&tx, nonce, alloy_primitives::U256::MAX);
+        }
+        Ok(view)
+    }
+
+    /// The mempool index admission checks against.
+    pub fn pool(&self) -> &TxPool {
+        &self.pool
     }
 
     /// Read access to the head. Do not hold it across an `.await`.
@@ -69,6 +89,7 @@ impl ChainView {
             head.header = header;
             head.hash = hash;
         }
+        self.pool.on_block(diff);
         self.updates.send_replace(number);
     }
 

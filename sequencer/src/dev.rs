@@ -107,6 +107,7 @@ pub async fn run(options: DevOptions) -> eyre::Result<()> {
             proposal_interval: Duration::from_secs(2),
             batch_interval: Duration::from_secs(1),
             suggested_priority_fee: 1_000_000,
+            pool_limits: crate::pool::PoolLimits::default(),
         },
         shutdown,
     )

@@ -3,7 +3,8 @@
 //! set of roles (API, producer, batcher, proposer) in one process, including
 //! the all-in-one dev network.
 //!
-//! - [`admission`]: decode, recover, validate raw transactions (geth's errors).
+//! - [`admission`]: decode, recover, validate raw transactions (geth's errors);
+//!   [`pool`]: the in-memory mempool index admission checks against.
 //! - [`rpc`]: JSON-RPC 2.0 over HTTP (single and batch).
 //! - [`intake`]: group commit of admitted transactions.
 //! - [`producer`]: builds and commits blocks with the shared executor;
@@ -19,5 +20,6 @@ pub mod intake;
 pub mod leader;
 pub mod metrics;
 pub mod node;
+pub mod pool;
 pub mod producer;
 pub mod rpc;

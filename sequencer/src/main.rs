@@ -9,6 +9,7 @@ use rollup_batcher::l1::parse_key;
 use rollup_sequencer::{
     dev::{self, DevOptions},
     node::{self, NodeOptions, Roles},
+    pool::PoolLimits,
 };
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use tracing_subscriber::EnvFilter;
@@ -84,6 +85,15 @@ enum Command {
         /// Tip suggested to wallets, in wei.
         #[arg(long, env = "SUGGESTED_PRIORITY_FEE", default_value_t = 1_000_000)]
         suggested_priority_fee: u128,
+        /// Most pooled transactions per sender.
+        #[arg(long, env = "POOL_MAX_PER_SENDER", default_value_t = 64)]
+        pool_max_per_sender: usize,
+        /// Most pooled transactions in all.
+        #[arg(long, env = "POOL_MAX_TOTAL", default_value_t = 200_000)]
+        pool_max_total: usize,
+        /// Seconds a transaction may wait before it is dropped as expired.
+        #[arg(long, env = "POOL_LIFETIME_SECS", default_value_t = 3 * 3600)]
+        pool_lifetime_secs: u64,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -151,6 +161,9 @@ async fn main() -> eyre::Result<()> {
             proposal_interval_secs,
             batch_interval_secs,
             suggested_priority_fee,
+            pool_max_per_sender,
+            pool_max_total,
+            pool_lifetime_secs,
         } => {
             let options = NodeOptions {
                 chain_config,
@@ -164,6 +177,12 @@ async fn main() -> eyre::Result<()> {
                 proposal_interval: Duration::from_secs(proposal_interval_secs),
                 batch_interval: Duration::from_secs(batch_interval_secs),
                 suggested_priority_fee,
+                pool_limits: PoolLimits {
+                    max_per_sender: pool_max_per_sender,
+                    max_total: pool_max_total,
+                    lifetime: Duration::from_secs(pool_lifetime_secs),
+                    ..PoolLimits::default()
+                },
             };
             let running = node::start(options, node::shutdown_on_signals()).await?;
             running.wait().await;

@@ -74,6 +74,8 @@ pub struct NodeOptions {
     pub batch_interval: Duration,
     /// Tip suggested to wallets (wei).
     pub suggested_priority_fee: u128,
+    /// Mempool limits.
+    pub pool_limits: crate::pool::PoolLimits,
 }
 
 /// Addresses a running node listens on.
@@ -119,7 +121,7 @@ pub async fn start(
 
     let metrics = NodeMetrics::new()?;
     let l1_metrics = L1Metrics::new(&metrics.registry)?;
-    let view = ChainView::load(&store).await?;
+    let view = ChainView::load(&store, options.pool_limits).await?;
     metrics.head_block.set(view.number() as i64);
     let mut tasks = JoinSet::new();
 
@@ -132,6 +134,7 @@ pub async fn start(
     if options.roles.api {
         // Also with a producer: it may be a standby while another process leads.
         tasks.spawn(chain_view::follow(view.clone(), store.clone(), shutdown.clone()));
+        tasks.spawn(expire_pooled(view.clone(), store.clone(), shutdown.clone()));
     }
     if options.roles.batcher {
         let key = options
@@ -192,6 +195,25 @@ pub async fn start(
     }
     tracing::info!(rpc = ?rpc_addr, metrics = %metrics_addr, roles = ?options.roles, "node started");
     Ok(RunningNode { addresses: NodeAddresses { rpc: rpc_addr, metrics: metrics_addr }, tasks })
+}
+
+/// Drops transactions that waited longer than the pool's lifetime.
+async fn expire_pooled(view: ChainView, store: Store, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let expired = view.pool().expire();
+        if expired.is_empty() {
+            continue;
+        }
+        if let Err(error) = store.expire_transactions(&expired).await {
+            tracing::warn!(%error, count = expired.len(), "cannot mark expired transactions");
+        } else {
+            tracing::info!(count = expired.len(), "expired pooled transactions");
+        }
+    }
 }
 
 async fn serve(listener: TcpListener, router: axum::Router, mut shutdown: watch::Receiver<bool>) {

@@ -5,7 +5,7 @@ use super::{
     error::{METHOD_NOT_FOUND, RpcError, SERVER_ERROR},
     evm_call,
 };
-use crate::admission;
+use crate::{admission, pool::Admitted};
 use alloy::rpc::types::{FeeHistory, Filter, FilterBlockOption, Log, TransactionRequest};
 use alloy_eips::{BlockId, BlockNumberOrTag};
 use alloy_primitives::{Address, B256, Bytes, U64, U256};
@@ -189,10 +189,8 @@ pub(super) async fn dispatch(
         "eth_sendRawTransaction" => {
             params.at_most(1)?;
             let raw: Bytes = params.required(0, "data")?;
-            let tx = admission::admit(&ctx.config, &ctx.view, &raw)?;
-            ctx.intake.submit(vec![tx.clone()]).await?;
-            ctx.metrics.transactions_accepted.inc();
-            Ok(json!(tx.hash))
+            let hash = submit(ctx, &raw).await?;
+            Ok(json!(hash))
         }
         "eth_sendRawTransactionSync" => {
             params.at_most(2)?;
@@ -201,11 +199,8 @@ pub(super) async fn dispatch(
             let timeout = timeout
                 .map_or(SYNC_DEFAULT_TIMEOUT_MS, |t| t.saturating_to::<u64>())
                 .min(SYNC_MAX_TIMEOUT_MS);
-            let tx = admission::admit(&ctx.config, &ctx.view, &raw)?;
-            let hash = tx.hash;
             let mut heads = ctx.view.subscribe();
-            ctx.intake.submit(vec![tx]).await?;
-            ctx.metrics.transactions_accepted.inc();
+            let hash = submit(ctx, &raw).await?;
             let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(timeout);
             loop {
                 if let Some(stored) = ctx.store.transaction(hash).await? {
@@ -435,4 +430,23 @@ pub(super) async fn transaction_status(ctx: &RpcContext, hash: B256) -> Result<V
         "l1TransactionHash": status.l1_tx_hash,
         "reason": status.drop_reason,
     }))
+}
+
+/// Admits a raw transaction and stores it durably (group commit); returns
+/// its hash once committed. Identical bytes resubmitted return the same hash.
+pub(super) async fn submit(ctx: &RpcContext, raw: &[u8]) -> Result<B256, RpcError> {
+    let (tx, admitted) = admission::admit(&ctx.config, &ctx.view, raw)?;
+    let (hash, sender, nonce) = (tx.hash, tx.sender, tx.nonce);
+    // Duplicates are stored again (a no-op) so the answer never precedes the
+    // first copy's commit.
+    if let Err(error) = ctx.intake.submit(vec![tx]).await {
+        if admitted != Admitted::Duplicate {
+            ctx.view.pool().forget(sender, nonce, hash);
+        }
+        return Err(error.into());
+    }
+    if admitted != Admitted::Duplicate {
+        ctx.metrics.transactions_accepted.inc();
+    }
+    Ok(hash)
 }

@@ -15,6 +15,8 @@ pub struct NewTransaction {
     pub nonce: u64,
     /// EIP-2718 encoding.
     pub raw: Bytes,
+    /// The pending transaction (same sender and nonce) this one replaces.
+    pub replaces: Option<B256>,
 }
 
 /// A stored transaction not yet included or dropped.
@@ -44,8 +46,9 @@ pub enum MempoolStatus {
 }
 
 impl Store {
-    /// Stores transactions durably in one round trip; identical resubmissions
-    /// are ignored (the hash is unique). Returns once committed.
+    /// Stores transactions durably in one database transaction; identical
+    /// resubmissions are ignored (the hash is unique) and replaced
+    /// transactions are marked dropped. Returns once committed.
     pub async fn insert_transactions(&self, txs: &[NewTransaction]) -> Result<()> {
         if txs.is_empty() {
             return Ok(());
@@ -54,6 +57,18 @@ impl Store {
         let senders: Vec<&[u8]> = txs.iter().map(|t| t.sender.as_slice()).collect();
         let nonces: Vec<i64> = txs.iter().map(|t| to_i64(t.nonce)).collect();
         let raws: Vec<&[u8]> = txs.iter().map(|t| t.raw.as_ref()).collect();
+        let replaced: Vec<&[u8]> =
+            txs.iter().filter_map(|t| t.replaces.as_ref()).map(|h| h.as_slice()).collect();
+        let mut tx = self.pool.begin().await?;
+        if !replaced.is_empty() {
+            sqlx::query(
+                "UPDATE mempool SET status = 2, drop_reason = 'replaced'
+                 WHERE tx_hash = ANY($1) AND status = 0",
+            )
+            .bind(&replaced)
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query(
             "INSERT INTO mempool (tx_hash, sender, nonce, raw)
              SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[])
@@ -63,9 +78,22 @@ impl Store {
         .bind(&senders)
         .bind(&nonces)
         .bind(&raws)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks still-pending transactions dropped as expired.
+    pub async fn expire_transactions(&self, hashes: &[B256]) -> Result<u64> {
+        let hashes: Vec<&[u8]> = hashes.iter().map(|h| h.as_slice()).collect();
+        let done = sqlx::query(
+            "UPDATE mempool SET status = 2, drop_reason = 'expired' WHERE tx_hash = ANY($1) AND status = 0",
+        )
+        .bind(&hashes)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected())
     }
 
     /// Up to `limit` pending transactions in arrival order.

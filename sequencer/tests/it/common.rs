@@ -129,6 +129,7 @@ fn node_options(
         proposal_interval: Duration::from_millis(500),
         batch_interval: Duration::from_millis(500),
         suggested_priority_fee: 1_000_000,
+        pool_limits: rollup_sequencer::pool::PoolLimits::default(),
     }
 }
 

@@ -198,6 +198,56 @@ async fn bad_input_gets_error_objects() {
     assert_eq!(first["result"], second["result"]);
     assert!(first["result"].is_string(), "{first}");
 
+    // Nonce too low once the first transaction is in a block.
+    let first_hash = first["result"].clone();
+    let receipt_body = json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_getTransactionReceipt", "params": [first_hash] });
+    crate::common::eventually(30, "the first transaction's receipt", || async {
+        let r = post(&client, &url, receipt_body.to_string()).await;
+        (!r["result"].is_null()).then_some(())
+    })
+    .await;
+    let reused = sign(TxEip1559 { value: U256::from(2), ..base.clone() });
+    let (code, message) = assert_error(&send_raw(&client, &url, reused).await, "reused nonce");
+    assert_eq!((code, message.as_str()), (-32000, "nonce too low"));
+
+    // Replacement needs a 10% bump of both fee fields (queued, far-ahead nonces).
+    let replacer = dev_key(2).unwrap();
+    let sign_as =
+        |signer: &alloy::signers::local::PrivateKeySigner, nonce: u64, max_fee: u128, tip: u128| {
+            let tx = TxEip1559 {
+                nonce,
+                max_fee_per_gas: max_fee,
+                max_priority_fee_per_gas: tip,
+                ..base.clone()
+            };
+            let sig = signer.sign_hash_sync(&tx.signature_hash()).unwrap();
+            Bytes::from(alloy::consensus::TxEnvelope::from(tx.into_signed(sig)).encoded_2718())
+        };
+    let original =
+        send_raw(&client, &url, sign_as(&replacer, 1_000, 2_000_000_000, 1_000_000)).await;
+    assert!(original["result"].is_string(), "{original}");
+    let low = send_raw(&client, &url, sign_as(&replacer, 1_000, 2_100_000_000, 1_050_000)).await;
+    assert_eq!(assert_error(&low, "5% bump").1, "replacement transaction underpriced");
+    let tip_only =
+        send_raw(&client, &url, sign_as(&replacer, 1_000, 2_000_000_000, 2_000_000)).await;
+    assert_eq!(assert_error(&tip_only, "tip-only bump").1, "replacement transaction underpriced");
+    let bumped = send_raw(&client, &url, sign_as(&replacer, 1_000, 2_200_000_000, 1_100_000)).await;
+    assert!(bumped["result"].is_string() && bumped["result"] != original["result"], "{bumped}");
+    let status = json!({ "jsonrpc": "2.0", "id": 1, "method": "rollup_getTransactionStatus", "params": [original["result"]] });
+    let status = post(&client, &url, status.to_string()).await;
+    assert_eq!(status["result"]["status"], "dropped", "{status}");
+    assert_eq!(status["result"]["reason"], "replaced", "{status}");
+
+    // At most 64 pooled transactions per sender.
+    let capped = dev_key(1).unwrap();
+    for nonce in 100..164 {
+        let accepted =
+            send_raw(&client, &url, sign_as(&capped, nonce, 2_000_000_000, 1_000_000)).await;
+        assert!(accepted["result"].is_string(), "nonce {nonce}: {accepted}");
+    }
+    let over = send_raw(&client, &url, sign_as(&capped, 164, 2_000_000_000, 1_000_000)).await;
+    assert_eq!(assert_error(&over, "65th pooled").1, "account limit exceeded");
+
     // Still serving after all of that.
     let alive = post(
         &client,
@@ -207,4 +257,10 @@ async fn bad_input_gets_error_objects() {
     .await;
     assert!(alive["result"].is_string());
     net.stop().await;
+}
+
+async fn send_raw(client: &reqwest::Client, url: &str, raw: Bytes) -> Value {
+    let body =
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransaction", "params": [raw] });
+    post(client, url, body.to_string()).await
 }

@@ -39,6 +39,7 @@ fn as_new(tx: &RecoveredTx) -> NewTransaction {
         sender: tx.signer(),
         nonce: alloy_consensus::Transaction::nonce(tx.inner()),
         raw: tx.inner().encoded_2718().into(),
+        replaces: None,
     }
 }
 
