@@ -108,6 +108,7 @@ pub async fn run(options: DevOptions) -> eyre::Result<()> {
             batch_interval: Duration::from_secs(1),
             suggested_priority_fee: 1_000_000,
             pool_limits: crate::pool::PoolLimits::default(),
+            rpc_limits: crate::rpc::limits::RpcLimits::default(),
         },
         shutdown,
     )

@@ -10,6 +10,7 @@ use rollup_sequencer::{
     dev::{self, DevOptions},
     node::{self, NodeOptions, Roles},
     pool::PoolLimits,
+    rpc::limits::RpcLimits,
 };
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use tracing_subscriber::EnvFilter;
@@ -94,6 +95,18 @@ enum Command {
         /// Seconds a transaction may wait before it is dropped as expired.
         #[arg(long, env = "POOL_LIFETIME_SECS", default_value_t = 3 * 3600)]
         pool_lifetime_secs: u64,
+        /// Sustained JSON-RPC requests per second per client IP.
+        #[arg(long, env = "RATE_LIMIT_PER_SECOND", default_value_t = 20_000)]
+        rate_limit_per_second: u32,
+        /// JSON-RPC requests per client IP in a burst.
+        #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 40_000)]
+        rate_limit_burst: u32,
+        /// JSON-RPC requests served at once; more are shed (HTTP 503).
+        #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 2_048)]
+        max_in_flight: usize,
+        /// File holding the bearer token of the admin methods (or set ADMIN_TOKEN).
+        #[arg(long, env = "ADMIN_TOKEN_FILE")]
+        admin_token_file: Option<PathBuf>,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -164,7 +177,21 @@ async fn main() -> eyre::Result<()> {
             pool_max_per_sender,
             pool_max_total,
             pool_lifetime_secs,
+            rate_limit_per_second,
+            rate_limit_burst,
+            max_in_flight,
+            admin_token_file,
         } => {
+            let admin_token = match admin_token_file {
+                Some(path) => Some(
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| eyre::eyre!("read {}: {e}", path.display()))?
+                        .trim()
+                        .to_owned(),
+                ),
+                None => std::env::var("ADMIN_TOKEN").ok(),
+            }
+            .filter(|t| !t.is_empty());
             let options = NodeOptions {
                 chain_config,
                 database_url,
@@ -182,6 +209,12 @@ async fn main() -> eyre::Result<()> {
                     max_total: pool_max_total,
                     lifetime: Duration::from_secs(pool_lifetime_secs),
                     ..PoolLimits::default()
+                },
+                rpc_limits: RpcLimits {
+                    rate_per_second: rate_limit_per_second,
+                    burst: rate_limit_burst,
+                    max_in_flight,
+                    admin_token,
                 },
             };
             let running = node::start(options, node::shutdown_on_signals()).await?;

@@ -76,6 +76,8 @@ pub struct NodeOptions {
     pub suggested_priority_fee: u128,
     /// Mempool limits.
     pub pool_limits: crate::pool::PoolLimits,
+    /// JSON-RPC server limits and admin token.
+    pub rpc_limits: crate::rpc::limits::RpcLimits,
 }
 
 /// Addresses a running node listens on.
@@ -187,6 +189,11 @@ pub async fn start(
             metrics: metrics.clone(),
             suggested_priority_fee: options.suggested_priority_fee,
             intake: crate::intake::Intake::spawn(store.clone()),
+            limiter: Arc::new(crate::rpc::limits::RateLimiter::new(
+                options.rpc_limits.rate_per_second,
+                options.rpc_limits.burst,
+            )),
+            limits: options.rpc_limits.clone(),
         });
         let listener =
             TcpListener::bind(options.rpc_addr).await.wrap_err("bind the JSON-RPC address")?;
@@ -217,7 +224,8 @@ async fn expire_pooled(view: ChainView, store: Store, mut shutdown: watch::Recei
 }
 
 async fn serve(listener: TcpListener, router: axum::Router, mut shutdown: watch::Receiver<bool>) {
-    let result = axum::serve(listener, router)
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, service)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         })

@@ -119,6 +119,9 @@ impl BlockProducer {
     /// Builds and commits one block from the pending transactions, if any.
     /// Returns the new block number.
     pub async fn produce(&mut self) -> Result<Option<u64>, ProducerError> {
+        if self.store.sequencing_paused().await? {
+            return Ok(None);
+        }
         let pending = self.store.pending_transactions(MAX_CANDIDATES_PER_BLOCK).await?;
         let pending_count = if pending.len() as i64 == MAX_CANDIDATES_PER_BLOCK {
             self.store.pending_count().await?

@@ -38,6 +38,10 @@ const METHODS: &[&str] = &[
     "eth_sendRawTransactionSync",
     "eth_getLogs",
     "rollup_getTransactionStatus",
+    "admin_pauseSequencing",
+    "admin_resumeSequencing",
+    "admin_dropTransaction",
+    "admin_setRateLimit",
 ];
 
 /// Most blocks one `eth_getLogs` call may span.

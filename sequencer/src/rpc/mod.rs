@@ -2,10 +2,12 @@
 //! error objects for every malformed input, and the Ethereum methods in
 //! [`eth`].
 
+mod admin;
 mod convert;
 pub mod error;
 mod eth;
 mod evm_call;
+pub mod limits;
 
 use crate::{chain_view::ChainView, metrics::NodeMetrics};
 use axum::{
@@ -45,13 +47,25 @@ pub struct RpcContext {
     pub suggested_priority_fee: u128,
     /// Group commit of accepted transactions.
     pub intake: crate::intake::Intake,
+    /// Server limits and the admin token.
+    pub limits: limits::RpcLimits,
+    /// Per-client rate limit (adjustable with `admin_setRateLimit`).
+    pub limiter: Arc<limits::RateLimiter>,
 }
 
-/// The JSON-RPC router (`POST /`).
+/// The JSON-RPC router (`POST /`) with its protections. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` (the rate limit is
+/// per client address).
 pub fn router(context: Arc<RpcContext>) -> Router {
+    let shedding = tower::ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(limits::overloaded))
+        .load_shed()
+        .concurrency_limit(context.limits.max_in_flight);
     Router::new()
         .route("/", post(handle_http))
         .route("/v1/transactions/{hash}", axum::routing::get(transaction_status_http))
+        .layer(shedding)
+        .layer(axum::middleware::from_fn_with_state(context.limiter.clone(), limits::rate_limit))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .layer(CorsLayer::permissive())
@@ -59,8 +73,27 @@ pub fn router(context: Arc<RpcContext>) -> Router {
         .with_state(context)
 }
 
-async fn handle_http(State(context): State<Arc<RpcContext>>, body: Bytes) -> Response {
-    let response = handle_body(&context, &body).await;
+/// Whether the request carries the admin bearer token (compared in constant time).
+fn is_admin(context: &RpcContext, headers: &axum::http::HeaderMap) -> bool {
+    let Some(token) = &context.limits.admin_token else { return false };
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    given.len() == token.len()
+        && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+async fn handle_http(
+    State(context): State<Arc<RpcContext>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let admin = is_admin(&context, &headers);
+    let response = handle_body(&context, &body, admin).await;
     match response {
         Some(value) => {
             ([(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
@@ -95,7 +128,7 @@ async fn transaction_status_http(
 }
 
 /// Handles one HTTP body: a request object or a batch array.
-pub async fn handle_body(context: &RpcContext, body: &[u8]) -> Option<Value> {
+pub async fn handle_body(context: &RpcContext, body: &[u8], admin: bool) -> Option<Value> {
     let parsed: Value = match serde_json::from_slice(body) {
         Ok(value) => value,
         Err(e) => {
@@ -123,16 +156,17 @@ pub async fn handle_body(context: &RpcContext, body: &[u8]) -> Option<Value> {
                 ));
             }
             // Concurrently, so the transactions of one batch share group commits.
-            let responses =
-                futures::future::join_all(requests.into_iter().map(|r| handle_request(context, r)))
-                    .await;
+            let responses = futures::future::join_all(
+                requests.into_iter().map(|r| handle_request(context, r, admin)),
+            )
+            .await;
             Some(Value::Array(responses))
         }
-        request => Some(handle_request(context, request).await),
+        request => Some(handle_request(context, request, admin).await),
     }
 }
 
-async fn handle_request(context: &RpcContext, request: Value) -> Value {
+async fn handle_request(context: &RpcContext, request: Value, admin: bool) -> Value {
     let Value::Object(mut object) = request else {
         return error_response(
             Value::Null,
@@ -161,7 +195,11 @@ async fn handle_request(context: &RpcContext, request: Value) -> Value {
     };
     let label = eth::metric_label(&method);
     let timer = context.metrics.rpc_duration.with_label_values(&[label]).start_timer();
-    let result = eth::dispatch(context, &method, Params(params)).await;
+    let result = if method.starts_with("admin_") {
+        admin::dispatch(context, &method, Params(params), admin).await
+    } else {
+        eth::dispatch(context, &method, Params(params)).await
+    };
     timer.observe_duration();
     let outcome = if result.is_ok() { "ok" } else { "error" };
     context.metrics.rpc_requests.with_label_values(&[label, outcome]).inc();

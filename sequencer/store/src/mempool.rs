@@ -84,6 +84,47 @@ impl Store {
         Ok(())
     }
 
+    /// Drops one pending transaction with `reason`; returns its sender and
+    /// nonce if it was pending.
+    pub async fn drop_pending(&self, hash: B256, reason: &str) -> Result<Option<(Address, u64)>> {
+        let row = sqlx::query(
+            "UPDATE mempool SET status = 2, drop_reason = $2 WHERE tx_hash = $1 AND status = 0
+             RETURNING sender, nonce",
+        )
+        .bind(hash.as_slice())
+        .bind(reason)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok((
+                Address::from_slice(row.try_get::<&[u8], _>("sender")?),
+                row.try_get::<i64, _>("nonce")? as u64,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Sets the operator's pause flag of block production.
+    pub async fn set_sequencing_paused(&self, paused: bool) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO chain_meta (key, value) VALUES ('sequencing_paused', $1)
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+        )
+        .bind(paused.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether an operator paused block production.
+    pub async fn sequencing_paused(&self) -> Result<bool> {
+        let value: Option<String> =
+            sqlx::query_scalar("SELECT value FROM chain_meta WHERE key = 'sequencing_paused'")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(value.as_deref() == Some("true"))
+    }
+
     /// Marks still-pending transactions dropped as expired.
     pub async fn expire_transactions(&self, hashes: &[B256]) -> Result<u64> {
         let hashes: Vec<&[u8]> = hashes.iter().map(|h| h.as_slice()).collect();

@@ -10,6 +10,7 @@ use rollup_executor::ChainConfig;
 use rollup_sequencer::{
     dev::{create_chain, dev_key},
     node::{self, NodeOptions, Roles, RunningNode},
+    rpc::limits::RpcLimits,
 };
 use rollup_store::testing::TestDatabase;
 use std::{future::Future, path::PathBuf, time::Duration};
@@ -29,6 +30,11 @@ pub(crate) struct TestNet {
 
 impl TestNet {
     pub(crate) async fn start(accounts: u32) -> Self {
+        Self::start_with_limits(accounts, RpcLimits::default()).await
+    }
+
+    /// Like [`TestNet::start`], with the given JSON-RPC limits on the first node.
+    pub(crate) async fn start_with_limits(accounts: u32, limits: RpcLimits) -> Self {
         let db = TestDatabase::new().await;
         let port = free_port().unwrap();
         // On the test's own thread: the parent-death signal fires when the
@@ -41,7 +47,8 @@ impl TestNet {
             .await
             .expect("create chain");
         let (shutdown, receiver) = watch::channel(false);
-        let options = node_options(&chain_path, &db.url, &anvil.url(), Roles::ALL);
+        let mut options = node_options(&chain_path, &db.url, &anvil.url(), Roles::ALL);
+        options.rpc_limits = limits;
         let node = node::start(options, receiver).await.expect("start node");
         let rpc_url = format!("http://{}", node.addresses.rpc.unwrap());
         let metrics_url = format!("http://{}/metrics", node.addresses.metrics);
@@ -130,6 +137,7 @@ fn node_options(
         batch_interval: Duration::from_millis(500),
         suggested_priority_fee: 1_000_000,
         pool_limits: rollup_sequencer::pool::PoolLimits::default(),
+        rpc_limits: RpcLimits::default(),
     }
 }
 

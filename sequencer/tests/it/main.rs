@@ -4,5 +4,6 @@ mod common;
 mod crash;
 mod e2e;
 mod failover;
+mod protection;
 mod rpc_input;
 mod transaction_tests;
