@@ -88,6 +88,11 @@ impl TestNet {
         ExtraNode { node, shutdown, rpc_url }
     }
 
+    /// The database URL the nodes use.
+    pub(crate) fn database_url(&self) -> &str {
+        &self._db.url
+    }
+
     /// Stops the first node and waits for it.
     pub(crate) async fn stop_first_node(&mut self) {
         let _ = self.shutdown.send(true);

@@ -1,0 +1,110 @@
+//! A separate API process killed with SIGKILL under load loses no
+//! acknowledged transaction: every hash it answered is durable and included.
+
+use crate::common::{TestNet, eventually};
+use alloy::{
+    consensus::{SignableTransaction, TxEip1559, TxEnvelope},
+    eips::Encodable2718,
+    primitives::{Address, B256, Bytes, TxKind, U256},
+    signers::SignerSync,
+};
+use rollup_devnet::free_port;
+use rollup_sequencer::dev::dev_key;
+use serde_json::{Value, json};
+use std::{
+    process::{Command, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+const SENDERS: u32 = 16;
+const TXS_PER_SENDER: u64 = 40;
+
+fn signed(sender: u32, nonce: u64, chain_id: u64) -> Bytes {
+    let signer = dev_key(10 + sender).unwrap();
+    let tx = TxEip1559 {
+        chain_id,
+        nonce,
+        gas_limit: 21_000,
+        max_fee_per_gas: 2_000_000_000,
+        max_priority_fee_per_gas: 1_000_000,
+        to: TxKind::Call(Address::repeat_byte(0x31)),
+        value: U256::from(1),
+        ..Default::default()
+    };
+    let sig = signer.sign_hash_sync(&tx.signature_hash()).unwrap();
+    TxEnvelope::from(tx.into_signed(sig)).encoded_2718().into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_an_api_process_under_load_loses_no_acknowledged_transaction() {
+    let net = TestNet::start(10 + SENDERS).await;
+    let chain_id = net.config.chain_id;
+    let port = free_port().unwrap();
+    let api_url = format!("http://127.0.0.1:{port}");
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut api = Command::new(env!("CARGO_BIN_EXE_rollup-node"))
+        .arg("run")
+        .arg("--chain-config")
+        .arg(&net.chain_path)
+        .args(["--database-url", net.database_url()])
+        .args(["--l1-rpc-url", &net.anvil.url()])
+        .args(["--roles", "api"])
+        .args(["--rpc-addr", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port().unwrap())])
+        .stdin(Stdio::null())
+        .stdout(log.reopen().unwrap())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    eventually(60, "the API process to answer", || async {
+        let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_chainId" });
+        client.post(&api_url).json(&body).send().await.ok().map(|_| ())
+    })
+    .await;
+
+    // Each sender sends its transactions one after another; all senders at once.
+    let acknowledged: Arc<Mutex<Vec<B256>>> = Arc::default();
+    let mut senders = Vec::new();
+    for sender in 0..SENDERS {
+        let (client, url, acknowledged) = (client.clone(), api_url.clone(), acknowledged.clone());
+        senders.push(tokio::spawn(async move {
+            for nonce in 0..TXS_PER_SENDER {
+                let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransaction",
+                                   "params": [signed(sender, nonce, chain_id)] });
+                let Ok(response) = client.post(&url).json(&body).send().await else { return };
+                let Ok(answer) = response.json::<Value>().await else { return };
+                match answer["result"].as_str().and_then(|h| h.parse::<B256>().ok()) {
+                    Some(hash) => acknowledged.lock().unwrap().push(hash),
+                    None => return,
+                }
+            }
+        }));
+    }
+    // Kill the API process mid-load.
+    let total = u64::from(SENDERS) * TXS_PER_SENDER;
+    eventually(60, "a third of the load acknowledged", || async {
+        (acknowledged.lock().unwrap().len() as u64 >= total / 3).then_some(())
+    })
+    .await;
+    api.kill().unwrap();
+    api.wait().unwrap();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!((acknowledged.len() as u64) < total, "the kill came too late to test anything");
+
+    // Every acknowledged transaction is included (through the other node).
+    for hash in &acknowledged {
+        eventually(60, "an acknowledged transaction's receipt", || async {
+            let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_getTransactionReceipt", "params": [hash] });
+            let answer: Value = client.post(&net.rpc_url).json(&body).send().await.ok()?.json().await.ok()?;
+            (answer["result"]["status"] == "0x1").then_some(())
+        })
+        .await;
+    }
+    println!("{} acknowledged before SIGKILL, all included", acknowledged.len());
+    net.stop().await;
+}
