@@ -1,0 +1,3 @@
+//! Integration tests of the batcher and proposer against real Postgres and anvil.
+
+mod reorg;

@@ -1,0 +1,142 @@
+//! The batch poster against an L1 that forgets: after an L1 reorg (anvil's
+//! `evm_revert`) drops posted batches, the poster re-posts exactly the same
+//! bytes, in order, once each; a poster that crashed after sending adopts
+//! the batch L1 already holds instead of sending it again.
+
+use alloy::{
+    primitives::{Address, B256, TxKind, U256},
+    providers::{Provider, ProviderBuilder},
+    signers::local::PrivateKeySigner,
+};
+use alloy_consensus::{SignableTransaction, TxEip1559};
+use alloy_signer::SignerSync;
+use rollup_batcher::{
+    BatchPoster, BatcherConfig, L1Metrics,
+    derive::{read_batches, replay},
+    l1,
+    settlement::Settlement,
+};
+use rollup_devnet::{Anvil, AnvilOptions, free_port};
+use rollup_executor::{
+    ChainConfig, InvalidTxPolicy, ParentBlock, RecoveredTx, execute_block,
+    genesis::{ChainGenesis, funded_genesis},
+};
+use rollup_store::{Store, testing::TestDatabase};
+
+/// anvil's first two dev keys (the standard test mnemonic).
+const OWNER_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+const BATCHER_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+
+/// Writes `blocks` blocks of one transfer each on top of genesis.
+async fn chain_with_blocks(store: &Store, blocks: u64) -> (ChainConfig, ChainGenesis) {
+    let mut config = ChainConfig::dev_defaults();
+    let user = PrivateKeySigner::from_bytes(&B256::repeat_byte(3)).unwrap();
+    let genesis = funded_genesis(&config, 1_000, [user.address()], U256::from(10u128.pow(20)));
+    let chain = ChainGenesis::from_genesis(&config, &genesis);
+    config.genesis.hash = chain.hash;
+    store.init_genesis(config.chain_id, &chain).await.unwrap();
+    let (mut state, mut header, mut hash) = (chain.state.clone(), chain.header.clone(), chain.hash);
+    for nonce in 0..blocks {
+        let tx = TxEip1559 {
+            chain_id: config.chain_id,
+            nonce,
+            gas_limit: 21_000,
+            max_fee_per_gas: 2_000_000_000,
+            max_priority_fee_per_gas: 1,
+            to: TxKind::Call(Address::repeat_byte(0xee)),
+            value: U256::from(1),
+            ..Default::default()
+        };
+        let sig = user.sign_hash_sync(&tx.signature_hash()).unwrap();
+        let tx = RecoveredTx::new_unchecked(tx.into_signed(sig).into(), user.address());
+        let parent = ParentBlock { header: &header, hash };
+        let executed = execute_block(
+            &config,
+            &state,
+            parent,
+            1_000 + nonce,
+            vec![tx],
+            InvalidTxPolicy::Reject,
+        )
+        .unwrap();
+        state.apply(&executed.diff);
+        let sealed = executed.seal(state.state_root());
+        state.insert_block_hash(sealed.block.header.number, sealed.hash);
+        store.commit_block(&sealed, &[user.address()], &[]).await.unwrap();
+        (header, hash) = (sealed.block.header, sealed.hash);
+    }
+    (config, chain)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reposts_after_an_l1_reorg_and_adopts_after_a_crash() {
+    let db = TestDatabase::new().await;
+    let (mut config, genesis) = chain_with_blocks(&db.store, 3).await;
+    let anvil = Anvil::spawn(&AnvilOptions {
+        block_time_secs: None,
+        ..AnvilOptions::throwaway(free_port().unwrap())
+    })
+    .expect("anvil");
+    let owner = l1::parse_key(OWNER_KEY).unwrap();
+    let batcher = l1::parse_key(BATCHER_KEY).unwrap();
+    let proposer = PrivateKeySigner::random();
+    let owner_l1 = l1::signing_provider(&anvil.url(), owner).unwrap();
+    let deployed = Settlement::deploy(
+        &owner_l1,
+        config.genesis.hash,
+        config.chain_id,
+        batcher.address(),
+        proposer.address(),
+    )
+    .await
+    .unwrap();
+    config.l1.settlement_contract = *deployed.address();
+    let contract = config.l1.settlement_contract;
+    let read = ProviderBuilder::new().connect_http(anvil.url().parse().unwrap()).erased();
+    let poster = || {
+        BatchPoster::new(
+            db.store.clone(),
+            l1::signing_provider(&anvil.url(), batcher.clone()).unwrap(),
+            contract,
+            BatcherConfig { max_blocks_per_batch: 2, ..BatcherConfig::default() },
+            L1Metrics::unregistered(),
+        )
+    };
+
+    // Two batches (blocks 1-2, then 3), then L1 reverts to before them.
+    let snapshot: U256 = read.raw_request("evm_snapshot".into(), ()).await.unwrap();
+    assert_eq!(poster().step().await.unwrap(), Some(0));
+    assert_eq!(poster().step().await.unwrap(), Some(1));
+    assert_eq!(poster().step().await.unwrap(), None, "nothing left to post");
+    let before = read_batches(&read, contract, 0).await.unwrap();
+    assert_eq!(before.len(), 2);
+    let reverted: bool = read.raw_request("evm_revert".into(), (snapshot,)).await.unwrap();
+    assert!(reverted);
+    assert!(read_batches(&read, contract, 0).await.unwrap().is_empty(), "L1 forgot both batches");
+
+    // The poster notices, and re-posts the same bytes in order.
+    assert_eq!(poster().step().await.unwrap(), Some(0));
+    assert_eq!(poster().step().await.unwrap(), Some(1));
+    let after = read_batches(&read, contract, 0).await.unwrap();
+    assert_eq!(after.len(), 2);
+    for (old, new) in before.iter().zip(&after) {
+        assert_eq!(
+            (old.index, old.first_block, old.last_block),
+            (new.index, new.first_block, new.last_block)
+        );
+        assert_eq!(old.blocks, new.blocks, "the same batch bytes");
+    }
+
+    // A crash after sending: L1 holds batch 1 but our record says unposted.
+    assert_eq!(db.store.unmark_batches_from(1).await.unwrap(), 1);
+    let l1_block = read.get_block_number().await.unwrap();
+    assert_eq!(poster().step().await.unwrap(), Some(1), "adopted");
+    assert_eq!(read.get_block_number().await.unwrap(), l1_block, "no L1 transaction was sent");
+    assert_eq!(read_batches(&read, contract, 0).await.unwrap().len(), 2);
+
+    // L1 data alone rebuilds the chain to the stored head.
+    let blocks = after.into_iter().flat_map(|b| b.blocks);
+    let replayed = replay(&config, genesis, blocks).unwrap();
+    let head = db.store.block_by_number(3).await.unwrap().unwrap();
+    assert_eq!(replayed.last().unwrap().hash, head.hash);
+}
