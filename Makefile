@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 TEST_LOG := target/test-output.log
 
-.PHONY: dev test test-long lint fmt contracts contracts-check deps postgres-bin pr
+.PHONY: dev test test-long lint fmt contracts contracts-check deps postgres-bin pr bench-ingress
 
 ## dev: run the whole system locally (private Postgres, anvil, all roles).
 dev: deps
@@ -26,8 +26,14 @@ test: deps
 		END { printf "total: %d passed, %d failed\n", p, f }' $(TEST_LOG)
 
 ## test-long: the same suite with long loops turned up.
-test-long: export ROLLUP_TEST_LONG = 1
+test-long: export PROPTEST_CASES = 20000
 test-long: test
+
+## bench-ingress: accepted tx/s of our node (Postgres fsync on) against anvil
+## alone, batched and single requests (release build; knobs BENCH_ACCOUNTS,
+## BENCH_TXS_PER_ACCOUNT, BENCH_RUNS; see sequencer/loadgen/bench-ingress.sh).
+bench-ingress: deps
+	CARGO=$(CARGO) sequencer/loadgen/bench-ingress.sh
 
 ## lint: formatting and clippy with warnings as errors.
 lint:

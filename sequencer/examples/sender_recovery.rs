@@ -43,10 +43,17 @@ fn main() {
                 sig.s().to_be_bytes::<32>(),
             )
             .unwrap();
-            let key = k256::ecdsa::VerifyingKey::recover_from_prehash(hash.as_slice(), &signature, recovery)
-                .unwrap();
+            let key = k256::ecdsa::VerifyingKey::recover_from_prehash(
+                hash.as_slice(),
+                &signature,
+                recovery,
+            )
+            .unwrap();
             let point = key.to_encoded_point(false);
-            assert_eq!(Address::from_slice(&keccak256(&point.as_bytes()[1..])[12..]), signer.address());
+            assert_eq!(
+                Address::from_slice(&keccak256(&point.as_bytes()[1..])[12..]),
+                signer.address()
+            );
         }
     };
     let libsecp = || {
@@ -56,7 +63,8 @@ fn main() {
             compact[..32].copy_from_slice(&sig.r().to_be_bytes::<32>());
             compact[32..].copy_from_slice(&sig.s().to_be_bytes::<32>());
             let id = secp256k1::ecdsa::RecoveryId::try_from(i32::from(sig.v())).unwrap();
-            let signature = secp256k1::ecdsa::RecoverableSignature::from_compact(&compact, id).unwrap();
+            let signature =
+                secp256k1::ecdsa::RecoverableSignature::from_compact(&compact, id).unwrap();
             let message = secp256k1::Message::from_digest(hash.0);
             let key = secp256k1::SECP256K1.recover_ecdsa(&message, &signature).unwrap();
             let bytes = key.serialize_uncompressed();
@@ -69,7 +77,9 @@ fn main() {
         }
     };
 
-    for (name, run) in [("k256", &k256 as &dyn Fn()), ("libsecp256k1", &libsecp), ("alloy (this build)", &alloy)] {
+    for (name, run) in
+        [("k256", &k256 as &dyn Fn()), ("libsecp256k1", &libsecp), ("alloy (this build)", &alloy)]
+    {
         let mut per_sig: Vec<f64> = (0..ROUNDS)
             .map(|_| {
                 let started = Instant::now();

@@ -5,6 +5,7 @@ mod common;
 mod crash;
 mod e2e;
 mod failover;
+mod fuzz;
 mod protection;
 mod rpc_input;
 mod transaction_tests;
