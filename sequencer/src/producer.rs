@@ -20,8 +20,12 @@ use std::{
 /// How often the leader checks that its lock's session is alive.
 const LEADERSHIP_CHECK: Duration = Duration::from_secs(1);
 
-/// Most transactions the producer considers for one block.
-pub const MAX_CANDIDATES_PER_BLOCK: i64 = 10_000;
+/// Most transactions the producer considers for one block: twice what fits
+/// if all were plain transfers (some will be deferred or dropped), at most
+/// 10,000.
+pub fn max_candidates(config: &ChainConfig) -> i64 {
+    (2 * config.block_gas_limit / 21_000).clamp(1, 10_000) as i64
+}
 
 /// Errors of block production.
 #[derive(Debug, thiserror::Error)]
@@ -122,8 +126,9 @@ impl BlockProducer {
         if self.store.sequencing_paused().await? {
             return Ok(None);
         }
-        let pending = self.store.pending_transactions(MAX_CANDIDATES_PER_BLOCK).await?;
-        let pending_count = if pending.len() as i64 == MAX_CANDIDATES_PER_BLOCK {
+        let limit = max_candidates(&self.config);
+        let pending = self.store.pending_transactions(limit).await?;
+        let pending_count = if pending.len() as i64 == limit {
             self.store.pending_count().await?
         } else {
             pending.len() as i64

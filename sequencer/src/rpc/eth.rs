@@ -137,8 +137,8 @@ pub(super) async fn dispatch(
             let address: Address = params.required(0, "address")?;
             let pending = head_state(ctx, &params, 1)?;
             let mut nonce = ctx.view.read().state.account(&address).map_or(0, |a| a.nonce);
-            if pending && let Some(next) = ctx.store.pending_nonce(address).await? {
-                nonce = nonce.max(next);
+            if pending {
+                nonce = ctx.store.pending_nonce(address, nonce).await?;
             }
             Ok(json!(U64::from(nonce)))
         }

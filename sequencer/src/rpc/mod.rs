@@ -89,11 +89,12 @@ fn is_admin(context: &RpcContext, headers: &axum::http::HeaderMap) -> bool {
 
 async fn handle_http(
     State(context): State<Arc<RpcContext>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
     let admin = is_admin(&context, &headers);
-    let response = handle_body(&context, &body, admin).await;
+    let response = handle_body(&context, &body, admin, Some(peer.ip())).await;
     match response {
         Some(value) => {
             ([(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
@@ -128,7 +129,14 @@ async fn transaction_status_http(
 }
 
 /// Handles one HTTP body: a request object or a batch array.
-pub async fn handle_body(context: &RpcContext, body: &[u8], admin: bool) -> Option<Value> {
+/// `client` is charged one rate-limit token per batch entry beyond the first
+/// (the HTTP request itself paid one).
+pub async fn handle_body(
+    context: &RpcContext,
+    body: &[u8],
+    admin: bool,
+    client: Option<std::net::IpAddr>,
+) -> Option<Value> {
     let parsed: Value = match serde_json::from_slice(body) {
         Ok(value) => value,
         Err(e) => {
@@ -153,6 +161,14 @@ pub async fn handle_body(context: &RpcContext, body: &[u8], admin: bool) -> Opti
                         error::LIMIT_EXCEEDED,
                         format!("batch of {} exceeds the limit of {MAX_BATCH_LEN}", requests.len()),
                     ),
+                ));
+            }
+            if let Some(client) = client
+                && !context.limiter.allow(client, (requests.len() - 1) as f64)
+            {
+                return Some(error_response(
+                    Value::Null,
+                    RpcError::new(error::LIMIT_EXCEEDED, "limit exceeded"),
                 ));
             }
             // Concurrently, so the transactions of one batch share group commits.

@@ -194,16 +194,27 @@ impl Store {
         )))
     }
 
-    /// The next nonce of `sender` after every transaction of its that the
-    /// mempool holds pending or has seen included, if any. Authoritative even
-    /// on an API replica whose in-memory head lags the database.
-    pub async fn pending_nonce(&self, sender: Address) -> Result<Option<u64>> {
-        let max: Option<i64> = sqlx::query_scalar(
-            "SELECT max(nonce) FROM mempool WHERE sender = $1 AND status IN (0, 1)",
+    /// The next nonce of `sender` as geth's `pending` counts it: from
+    /// `state_nonce`, past every consecutive nonce the mempool holds pending
+    /// or has seen included (a gap stops the count). Right even on an API
+    /// replica whose in-memory head lags the database.
+    pub async fn pending_nonce(&self, sender: Address, state_nonce: u64) -> Result<u64> {
+        let nonces: Vec<i64> = sqlx::query_scalar(
+            "SELECT DISTINCT nonce FROM mempool
+             WHERE sender = $1 AND status IN (0, 1) AND nonce >= $2
+             ORDER BY nonce LIMIT 10000",
         )
         .bind(sender.as_slice())
-        .fetch_one(&self.pool)
+        .bind(to_i64(state_nonce))
+        .fetch_all(&self.pool)
         .await?;
-        Ok(max.map(|n| n as u64 + 1))
+        let mut next = state_nonce;
+        for nonce in nonces {
+            if nonce as u64 != next {
+                break;
+            }
+            next += 1;
+        }
+        Ok(next)
     }
 }

@@ -72,7 +72,11 @@ async fn mempool_insert_is_idempotent_and_ordered() {
     let pending = db.store.pending_transactions(10).await.unwrap();
     assert_eq!(pending.len(), 3, "resubmitting identical bytes stores no second copy");
     assert_eq!(pending.iter().map(|p| p.nonce).collect::<Vec<_>>(), vec![0, 1, 2]);
-    assert_eq!(db.store.pending_nonce(signer.address()).await.unwrap(), Some(3));
+    assert_eq!(db.store.pending_nonce(signer.address(), 0).await.unwrap(), 3);
+    // A gap stops the count, as geth's pending nonce does.
+    db.store.insert_transactions(&[as_new(&transfer(&config, &signer, 5))]).await.unwrap();
+    assert_eq!(db.store.pending_nonce(signer.address(), 0).await.unwrap(), 3);
+    assert_eq!(db.store.pending_nonce(signer.address(), 4).await.unwrap(), 4);
 }
 
 #[tokio::test]
