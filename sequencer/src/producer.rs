@@ -167,9 +167,11 @@ impl BlockProducer {
             }
             return Ok(None);
         }
+        let executed_at = started.elapsed();
         let diff = executed.diff.clone();
         self.state.apply(&diff);
         let sealed = executed.seal(self.state.state_root());
+        let rooted_at = started.elapsed();
         let senders: Vec<Address> = sealed.block.transactions.iter().map(|t| t.signer()).collect();
         if let Err(error) = self.store.commit_block(&sealed, &senders, &dropped).await {
             // The in-memory state already moved: the caller reloads it.
@@ -189,7 +191,9 @@ impl BlockProducer {
             txs = sealed.block.transactions.len(),
             gas = sealed.block.header.gas_used,
             dropped = dropped.len(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
+            execute_ms = executed_at.as_millis() as u64,
+            root_ms = (rooted_at - executed_at).as_millis() as u64,
+            commit_ms = (started.elapsed() - rooted_at).as_millis() as u64,
             "block committed"
         );
         Ok(Some(number))
