@@ -54,3 +54,36 @@ pub fn parse_key(hex_key: &str) -> Result<PrivateKeySigner, L1Error> {
         .parse::<PrivateKeySigner>()
         .map_err(|_| L1Error::Config("invalid private key (value not shown)".into()))
 }
+
+/// Runs `step` until `shutdown` fires: again at once after it made progress
+/// (`Some`), else after `interval`. Failures are counted under `role` and
+/// logged; the next attempt retries.
+pub(crate) async fn drive<F, Fut>(
+    role: &'static str,
+    interval: std::time::Duration,
+    metrics: &crate::L1Metrics,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut step: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<u64>, L1Error>>,
+{
+    loop {
+        let result = tokio::select! {
+            result = step() => result,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        match result {
+            Ok(Some(_)) => continue,
+            Ok(None) => {}
+            Err(error) => {
+                metrics.l1_errors.with_label_values(&[role]).inc();
+                tracing::warn!(%error, retryable = error.is_retryable(), role, "L1 step failed");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}

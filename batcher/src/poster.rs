@@ -66,25 +66,11 @@ impl BatchPoster {
     }
 
     /// Runs until `shutdown` fires, logging and counting errors and retrying.
-    pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        loop {
-            let result = tokio::select! {
-                result = self.step() => result,
-                _ = shutdown.wait_for(|stop| *stop) => return,
-            };
-            match result {
-                Ok(Some(_)) => continue,
-                Ok(None) => {}
-                Err(error) => {
-                    self.metrics.l1_errors.with_label_values(&["batcher"]).inc();
-                    tracing::warn!(%error, retryable = error.is_retryable(), "batcher step failed");
-                }
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(self.config.poll_interval) => {}
-                _ = shutdown.wait_for(|stop| *stop) => return,
-            }
-        }
+    pub async fn run(self, shutdown: tokio::sync::watch::Receiver<bool>) {
+        crate::l1::drive("batcher", self.config.poll_interval, &self.metrics, shutdown, || {
+            self.step()
+        })
+        .await;
     }
 
     /// One step: reconcile with L1, then finish the oldest unposted batch or

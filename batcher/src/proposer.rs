@@ -30,22 +30,9 @@ impl Proposer {
         Self { store, contract: Settlement::new(contract, provider), interval, metrics }
     }
 
-    /// Runs until `shutdown` fires.
-    pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        loop {
-            let result = tokio::select! {
-                result = self.step() => result,
-                _ = shutdown.wait_for(|stop| *stop) => return,
-            };
-            if let Err(error) = result {
-                self.metrics.l1_errors.with_label_values(&["proposer"]).inc();
-                tracing::warn!(%error, retryable = error.is_retryable(), "proposer step failed");
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(self.interval) => {}
-                _ = shutdown.wait_for(|stop| *stop) => return,
-            }
-        }
+    /// Runs until `shutdown` fires, logging and counting errors and retrying.
+    pub async fn run(self, shutdown: tokio::sync::watch::Receiver<bool>) {
+        crate::l1::drive("proposer", self.interval, &self.metrics, shutdown, || self.step()).await;
     }
 
     /// Proposes the newest batched block if L1 does not have it yet.

@@ -14,7 +14,7 @@ use rollup_store::mempool::MempoolStatus;
 use serde_json::{Value, json};
 
 /// Methods this node serves (also the metric labels).
-const METHODS: &[&str] = &[
+pub const METHODS: &[&str] = &[
     "eth_chainId",
     "net_version",
     "web3_clientVersion",

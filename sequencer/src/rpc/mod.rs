@@ -19,6 +19,7 @@ use axum::{
     routing::post,
 };
 use error::{INVALID_REQUEST, PARSE_ERROR, RpcError};
+pub use eth::METHODS;
 use rollup_executor::ChainConfig;
 use rollup_store::Store;
 use serde_json::{Value, json};

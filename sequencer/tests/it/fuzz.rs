@@ -11,28 +11,9 @@ use alloy::{
     signers::SignerSync,
 };
 use proptest::{collection::vec, prelude::*};
-use rollup_sequencer::{admission::decode_and_recover, dev::dev_key};
+use rollup_sequencer::{admission::decode_and_recover, dev::dev_key, rpc::METHODS};
 use serde_json::{Map, Value, json};
 use std::time::Duration;
-
-const METHODS: &[&str] = &[
-    "eth_chainId",
-    "eth_blockNumber",
-    "eth_getBlockByNumber",
-    "eth_getBlockByHash",
-    "eth_getTransactionByHash",
-    "eth_getTransactionReceipt",
-    "eth_getBalance",
-    "eth_getTransactionCount",
-    "eth_getCode",
-    "eth_getStorageAt",
-    "eth_feeHistory",
-    "eth_getLogs",
-    "eth_sendRawTransaction",
-    "eth_sendRawTransactionSync",
-    "rollup_getTransactionStatus",
-    "admin_pauseSequencing",
-];
 
 fn valid_tx() -> Vec<u8> {
     let signer = dev_key(0).unwrap();

@@ -8,32 +8,9 @@ use alloy::{
     primitives::{Address, Bytes, TxKind, U256, hex},
     signers::SignerSync,
 };
-use rollup_sequencer::dev::dev_key;
+use rollup_sequencer::{dev::dev_key, rpc::METHODS};
 use serde_json::{Value, json};
 use std::time::Duration;
-
-const METHODS: &[&str] = &[
-    "eth_chainId",
-    "net_version",
-    "web3_clientVersion",
-    "eth_blockNumber",
-    "eth_getBlockByNumber",
-    "eth_getBlockByHash",
-    "eth_getTransactionByHash",
-    "eth_getTransactionReceipt",
-    "eth_getBalance",
-    "eth_getTransactionCount",
-    "eth_getCode",
-    "eth_getStorageAt",
-    "eth_gasPrice",
-    "eth_maxPriorityFeePerGas",
-    "eth_feeHistory",
-    "eth_estimateGas",
-    "eth_call",
-    "eth_sendRawTransaction",
-    "eth_syncing",
-    "eth_accounts",
-];
 
 async fn post(client: &reqwest::Client, url: &str, body: String) -> Value {
     let response =
