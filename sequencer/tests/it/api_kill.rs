@@ -1,15 +1,9 @@
 //! A separate API process killed with SIGKILL under load loses no
 //! acknowledged transaction: every hash it answered is durable and included.
 
-use crate::common::{TestNet, eventually};
-use alloy::{
-    consensus::{SignableTransaction, TxEip1559, TxEnvelope},
-    eips::Encodable2718,
-    primitives::{Address, B256, Bytes, TxKind, U256},
-    signers::SignerSync,
-};
+use crate::common::{TestNet, eventually, signed_transfer};
+use alloy::primitives::{Address, B256, Bytes};
 use rollup_devnet::free_port;
-use rollup_sequencer::dev::dev_key;
 use serde_json::{Value, json};
 use std::{
     process::{Command, Stdio},
@@ -21,19 +15,7 @@ const SENDERS: u32 = 16;
 const TXS_PER_SENDER: u64 = 40;
 
 fn signed(sender: u32, nonce: u64, chain_id: u64) -> Bytes {
-    let signer = dev_key(10 + sender).unwrap();
-    let tx = TxEip1559 {
-        chain_id,
-        nonce,
-        gas_limit: 21_000,
-        max_fee_per_gas: 2_000_000_000,
-        max_priority_fee_per_gas: 1_000_000,
-        to: TxKind::Call(Address::repeat_byte(0x31)),
-        value: U256::from(1),
-        ..Default::default()
-    };
-    let sig = signer.sign_hash_sync(&tx.signature_hash()).unwrap();
-    TxEnvelope::from(tx.into_signed(sig)).encoded_2718().into()
+    signed_transfer(10 + sender, chain_id, nonce, Address::repeat_byte(0x31))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

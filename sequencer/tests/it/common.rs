@@ -2,8 +2,11 @@
 //! contract, a chain config and a node running every role in-process.
 
 use alloy::{
+    consensus::{SignableTransaction, TxEip1559, TxEnvelope},
+    eips::Encodable2718,
+    primitives::{Address, Bytes, TxKind, U256},
     providers::{DynProvider, Provider, ProviderBuilder},
-    signers::local::PrivateKeySigner,
+    signers::{SignerSync, local::PrivateKeySigner},
 };
 use rollup_devnet::{Anvil, AnvilOptions, free_port};
 use rollup_executor::ChainConfig;
@@ -163,4 +166,25 @@ where
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Signs `tx` with `signer`; returns its EIP-2718 bytes.
+pub(crate) fn sign_eip1559(signer: &PrivateKeySigner, tx: TxEip1559) -> Bytes {
+    let signature = signer.sign_hash_sync(&tx.signature_hash()).unwrap();
+    TxEnvelope::from(tx.into_signed(signature)).encoded_2718().into()
+}
+
+/// A transfer of 1 wei to `to` from dev account `account` (2 gwei fee cap).
+pub(crate) fn signed_transfer(account: u32, chain_id: u64, nonce: u64, to: Address) -> Bytes {
+    let tx = TxEip1559 {
+        chain_id,
+        nonce,
+        gas_limit: 21_000,
+        max_fee_per_gas: 2_000_000_000,
+        max_priority_fee_per_gas: 1_000_000,
+        to: TxKind::Call(to),
+        value: U256::from(1),
+        ..Default::default()
+    };
+    sign_eip1559(&dev_key(account).unwrap(), tx)
 }

@@ -3,32 +3,15 @@
 //! JSON-RPC response object. CI runs proptest's default number of cases;
 //! `make test-long` sets `PROPTEST_CASES` much higher.
 
-use crate::common::TestNet;
-use alloy::{
-    consensus::{SignableTransaction, TxEip1559, TxEnvelope},
-    eips::Encodable2718,
-    primitives::{Address, TxKind, U256},
-    signers::SignerSync,
-};
+use crate::common::{TestNet, signed_transfer};
+use alloy::primitives::Address;
 use proptest::{collection::vec, prelude::*};
-use rollup_sequencer::{admission::decode_and_recover, dev::dev_key, rpc::METHODS};
+use rollup_sequencer::{admission::decode_and_recover, rpc::METHODS};
 use serde_json::{Map, Value, json};
 use std::time::Duration;
 
 fn valid_tx() -> Vec<u8> {
-    let signer = dev_key(0).unwrap();
-    let tx = TxEip1559 {
-        chain_id: 42_069,
-        nonce: 3,
-        gas_limit: 21_000,
-        max_fee_per_gas: 2_000_000_000,
-        max_priority_fee_per_gas: 1_000_000,
-        to: TxKind::Call(Address::repeat_byte(1)),
-        value: U256::from(1),
-        ..Default::default()
-    };
-    let sig = signer.sign_hash_sync(&tx.signature_hash()).unwrap();
-    TxEnvelope::from(tx.into_signed(sig)).encoded_2718()
+    signed_transfer(0, 42_069, 3, Address::repeat_byte(1)).to_vec()
 }
 
 /// JSON values that look like what Ethereum RPCs take, and worse.

@@ -1,14 +1,9 @@
 //! The JSON-RPC server's protections: admin methods behind a bearer token,
 //! per-client rate limit (HTTP 429, -32005) and load shedding (HTTP 503).
 
-use crate::common::TestNet;
-use alloy::{
-    consensus::{SignableTransaction, TxEip1559, TxEnvelope},
-    eips::Encodable2718,
-    primitives::{Address, Bytes, TxKind, U256},
-    signers::SignerSync,
-};
-use rollup_sequencer::{dev::dev_key, rpc::limits::RpcLimits};
+use crate::common::{TestNet, signed_transfer};
+use alloy::primitives::{Address, Bytes};
+use rollup_sequencer::rpc::limits::RpcLimits;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -33,19 +28,7 @@ async fn call(
 }
 
 fn transfer(nonce: u64, chain_id: u64) -> Bytes {
-    let signer = dev_key(5).unwrap();
-    let tx = TxEip1559 {
-        chain_id,
-        nonce,
-        gas_limit: 21_000,
-        max_fee_per_gas: 2_000_000_000,
-        max_priority_fee_per_gas: 1_000_000,
-        to: TxKind::Call(Address::repeat_byte(9)),
-        value: U256::from(1),
-        ..Default::default()
-    };
-    let sig = signer.sign_hash_sync(&tx.signature_hash()).unwrap();
-    TxEnvelope::from(tx.into_signed(sig)).encoded_2718().into()
+    signed_transfer(5, chain_id, nonce, Address::repeat_byte(9))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

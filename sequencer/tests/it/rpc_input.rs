@@ -1,7 +1,7 @@
 //! Hostile input to every RPC method gets a JSON-RPC error object, quickly,
 //! and never takes the server down.
 
-use crate::common::TestNet;
+use crate::common::{TestNet, sign_eip1559};
 use alloy::{
     consensus::{SignableTransaction, TxEip1559, TxLegacy},
     eips::Encodable2718,
@@ -108,10 +108,7 @@ async fn bad_input_gets_error_objects() {
     // Raw transactions: geth's messages for each malformed kind.
     let signer = dev_key(0).unwrap();
     let chain_id = net.config.chain_id;
-    let sign = |tx: TxEip1559| {
-        let sig = signer.sign_hash_sync(&tx.signature_hash()).unwrap();
-        Bytes::from(alloy::consensus::TxEnvelope::from(tx.into_signed(sig)).encoded_2718())
-    };
+    let sign = |tx: TxEip1559| sign_eip1559(&signer, tx);
     let base = TxEip1559 {
         chain_id,
         nonce: 0,
@@ -197,8 +194,7 @@ async fn bad_input_gets_error_objects() {
                 max_priority_fee_per_gas: tip,
                 ..base.clone()
             };
-            let sig = signer.sign_hash_sync(&tx.signature_hash()).unwrap();
-            Bytes::from(alloy::consensus::TxEnvelope::from(tx.into_signed(sig)).encoded_2718())
+            sign_eip1559(signer, tx)
         };
     let original =
         send_raw(&client, &url, sign_as(&replacer, 1_000, 2_000_000_000, 1_000_000)).await;
