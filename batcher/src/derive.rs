@@ -20,7 +20,8 @@ use alloy::{
     sol_types::SolCall,
 };
 use rollup_executor::{
-    ChainConfig, InvalidTxPolicy, ParentBlock, RecoveredTx, execute_block, genesis::ChainGenesis,
+    ChainConfig, Engine, InvalidTxPolicy, ParentBlock, RecoveredTx, execute_block,
+    genesis::ChainGenesis,
 };
 
 /// A batch read back from L1.
@@ -203,6 +204,7 @@ pub fn replay(
         let parent = ParentBlock { header: &header, hash };
         let executed = execute_block(
             config,
+            Engine::default(),
             &state,
             parent,
             block.timestamp,

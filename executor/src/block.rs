@@ -8,8 +8,9 @@
 
 use crate::{
     ChainConfig,
-    state::{BlockState, StateDiff},
-    tx::{RecoveredTx, tx_env},
+    engine::{Engine, EngineError, ExecutionEnv, TxResult},
+    state::StateDiff,
+    tx::RecoveredTx,
 };
 use alloy_consensus::{
     EMPTY_OMMER_ROOT_HASH, Eip658Value, Header, Receipt, ReceiptEnvelope, ReceiptWithBloom,
@@ -19,8 +20,8 @@ use alloy_eips::Typed2718;
 use alloy_primitives::{Address, B256, Bloom, Bytes, U256};
 use alloy_trie::EMPTY_ROOT_HASH;
 use revm::{
-    Context, DatabaseRef, ExecuteCommitEvm, MainBuilder, MainContext,
-    context::{BlockEnv, CfgEnv, result::EVMError, result::InvalidTransaction},
+    DatabaseRef,
+    context::{BlockEnv, CfgEnv},
     context_interface::block::BlobExcessGasAndPrice,
     primitives::eip4844::BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN,
 };
@@ -155,12 +156,13 @@ fn cancun_header_defaults() -> Header {
 }
 
 /// Executes `transactions` in order as the child of `parent` at `timestamp`,
-/// reading state from `state`.
+/// reading state from `state`, with the given engine.
 ///
 /// Fees: priority fees go to the configured fee recipient and the base fee is
 /// burned, exactly as revm's mainnet handler does on Ethereum.
-pub fn execute_block<DB: DatabaseRef>(
+pub fn execute_block<DB: DatabaseRef + Sync>(
     config: &ChainConfig,
+    engine: Engine,
     state: &DB,
     parent: ParentBlock<'_>,
     timestamp: u64,
@@ -172,27 +174,32 @@ pub fn execute_block<DB: DatabaseRef>(
         parent.header.gas_used,
         parent.header.base_fee_per_gas.unwrap_or(config.eip1559.initial_base_fee),
     );
-    let block_env = BlockEnv {
-        number: U256::from(number),
-        beneficiary: config.fee_recipient,
-        timestamp: U256::from(timestamp),
-        gas_limit: config.block_gas_limit,
-        basefee: base_fee,
-        difficulty: U256::ZERO,
-        prevrandao: Some(B256::ZERO),
-        blob_excess_gas_and_price: Some(BlobExcessGasAndPrice::new(
-            0,
-            BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN,
-        )),
-        slot_num: 0,
+    let env = ExecutionEnv {
+        cfg: CfgEnv::new_with_spec(config.fork.spec_id()).with_chain_id(config.chain_id),
+        block: BlockEnv {
+            number: U256::from(number),
+            beneficiary: config.fee_recipient,
+            timestamp: U256::from(timestamp),
+            gas_limit: config.block_gas_limit,
+            basefee: base_fee,
+            difficulty: U256::ZERO,
+            prevrandao: Some(B256::ZERO),
+            blob_excess_gas_and_price: Some(BlobExcessGasAndPrice::new(
+                0,
+                BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN,
+            )),
+            slot_num: 0,
+        },
     };
-    let cfg = CfgEnv::new_with_spec(config.fork.spec_id()).with_chain_id(config.chain_id);
-    let mut overlay = BlockState::new(state);
-    let mut evm = Context::mainnet()
-        .with_cfg(cfg)
-        .with_block(block_env)
-        .with_db(&mut overlay)
-        .build_mainnet();
+    let output = engine.execute(&env, state, &transactions, policy).map_err(|e| match e {
+        EngineError::Database(e) => BlockError::Database(e),
+        EngineError::InvalidTransaction { index, reason } => BlockError::InvalidTransaction {
+            index,
+            hash: *transactions[index].inner().tx_hash(),
+            reason,
+        },
+        EngineError::Evm(e) => BlockError::Evm(e),
+    })?;
 
     let mut included = Vec::with_capacity(transactions.len());
     let mut receipts = Vec::with_capacity(transactions.len());
@@ -200,55 +207,34 @@ pub fn execute_block<DB: DatabaseRef>(
     let mut skipped = Vec::new();
     let mut cumulative_gas = 0u64;
     let mut logs_bloom = Bloom::ZERO;
-
-    for (index, tx) in transactions.into_iter().enumerate() {
-        let hash = *tx.inner().tx_hash();
-        let skip = |reason: SkipReason| -> Result<Option<SkippedTx>, BlockError<DB::Error>> {
-            match policy {
-                InvalidTxPolicy::Skip => Ok(Some(SkippedTx { hash, reason })),
-                InvalidTxPolicy::Reject => {
-                    let (SkipReason::Deferred(reason) | SkipReason::Invalid(reason)) = reason;
-                    Err(BlockError::InvalidTransaction { index, hash, reason })
-                }
-            }
-        };
-        let gas_limit = alloy_consensus::Transaction::gas_limit(tx.inner());
-        if cumulative_gas + gas_limit > config.block_gas_limit {
-            skipped.extend(skip(SkipReason::Deferred("block gas limit reached".into()))?);
-            continue;
-        }
-        let result = match evm.transact_commit(tx_env(&tx)) {
-            Ok(result) => result,
-            Err(EVMError::Transaction(invalid)) => {
-                skipped.extend(skip(classify(&invalid))?);
+    for (tx, result) in transactions.into_iter().zip(output.results) {
+        let executed = match result {
+            TxResult::Executed(executed) => executed,
+            TxResult::Skipped(reason) => {
+                skipped.push(SkippedTx { hash: *tx.inner().tx_hash(), reason });
                 continue;
             }
-            Err(EVMError::Database(e)) => return Err(BlockError::Database(e)),
-            Err(other) => return Err(BlockError::Evm(other.to_string())),
         };
-        let gas_used = result.tx_gas_used();
-        cumulative_gas += gas_used;
+        cumulative_gas += executed.gas_used;
         let receipt = Receipt {
-            status: Eip658Value::Eip658(result.is_success()),
+            status: Eip658Value::Eip658(executed.success),
             cumulative_gas_used: cumulative_gas,
-            logs: result.logs().to_vec(),
+            logs: executed.logs,
         };
         let bloom = receipt.bloom_slow();
         logs_bloom |= bloom;
         let tx_type = TxType::try_from(tx.inner().ty()).unwrap_or(TxType::Legacy);
         receipts.push(ReceiptEnvelope::from_typed(tx_type, ReceiptWithBloom::new(receipt, bloom)));
         outcomes.push(TxOutcome {
-            gas_used,
+            gas_used: executed.gas_used,
             effective_gas_price: alloy_consensus::Transaction::effective_gas_price(
                 tx.inner(),
                 Some(base_fee),
             ),
-            contract_address: result.created_address(),
+            contract_address: executed.contract_address,
         });
         included.push(tx);
     }
-    drop(evm);
-    let diff = overlay.into_diff().map_err(BlockError::Database)?;
 
     let envelopes: Vec<&TxEnvelope> = included.iter().map(|tx| tx.inner()).collect();
     let header = Header {
@@ -265,21 +251,14 @@ pub fn execute_block<DB: DatabaseRef>(
         base_fee_per_gas: Some(base_fee),
         ..cancun_header_defaults()
     };
-    Ok(ExecutedBlock { header, transactions: included, receipts, outcomes, skipped, diff })
-}
-
-/// Sorts an invalid transaction into "may become valid" and "never valid".
-fn classify(invalid: &InvalidTransaction) -> SkipReason {
-    match invalid {
-        InvalidTransaction::NonceTooHigh { .. } | InvalidTransaction::GasPriceLessThanBasefee => {
-            SkipReason::Deferred(invalid.to_string())
-        }
-        InvalidTransaction::NonceTooLow { .. } => SkipReason::Invalid("nonce too low".into()),
-        InvalidTransaction::LackOfFundForMaxFee { .. } => {
-            SkipReason::Invalid("insufficient funds for gas * price + value".into())
-        }
-        other => SkipReason::Invalid(other.to_string()),
-    }
+    Ok(ExecutedBlock {
+        header,
+        transactions: included,
+        receipts,
+        outcomes,
+        skipped,
+        diff: output.diff,
+    })
 }
 
 #[cfg(test)]
@@ -332,8 +311,16 @@ mod tests {
         txs: Vec<RecoveredTx>,
     ) -> SealedBlock {
         let parent = ParentBlock { header: parent, hash: parent.hash_slow() };
-        let executed =
-            execute_block(config, state, parent, 2_000, txs, InvalidTxPolicy::Skip).unwrap();
+        let executed = execute_block(
+            config,
+            Engine::Sequential,
+            state,
+            parent,
+            2_000,
+            txs,
+            InvalidTxPolicy::Skip,
+        )
+        .unwrap();
         state.apply(&executed.diff);
         executed.seal(state.state_root())
     }
@@ -382,8 +369,16 @@ mod tests {
         assert_eq!(sealed.block.skipped[1].reason, SkipReason::Invalid("nonce too low".into()));
 
         let parent = ParentBlock { header: &chain.header, hash: chain.hash };
-        let err = execute_block(&config, &chain.state, parent, 2_000, txs, InvalidTxPolicy::Reject)
-            .unwrap_err();
+        let err = execute_block(
+            &config,
+            Engine::Sequential,
+            &chain.state,
+            parent,
+            2_000,
+            txs,
+            InvalidTxPolicy::Reject,
+        )
+        .unwrap_err();
         assert!(matches!(err, BlockError::InvalidTransaction { index: 0, .. }), "{err}");
     }
 

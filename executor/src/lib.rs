@@ -9,6 +9,8 @@
 //! - [`genesis`]: genesis block and state from a geth-style genesis file.
 //! - [`state`]: the in-memory state snapshot (a revm `DatabaseRef`), the
 //!   per-block overlay and the state diff.
+//! - [`engine`]: runs a block's ordered transactions (sequential reference,
+//!   parallel).
 //! - [`block`]: executes an ordered list of transactions into a block.
 //! - [`tx`]: signed transactions into revm's `TxEnv`.
 //!
@@ -24,11 +26,13 @@
 
 pub mod block;
 pub mod config;
+pub mod engine;
 pub mod genesis;
 pub mod state;
 pub mod tx;
 
 pub use block::{ExecutedBlock, InvalidTxPolicy, ParentBlock, SealedBlock, execute_block};
 pub use config::ChainConfig;
+pub use engine::Engine;
 pub use state::{MemoryState, StateDiff};
 pub use tx::RecoveredTx;

@@ -7,7 +7,7 @@ use alloy_consensus::{Header, TxEnvelope};
 use alloy_eips::Decodable2718;
 use alloy_primitives::{Address, B256};
 use rollup_executor::{
-    ChainConfig, InvalidTxPolicy, MemoryState, ParentBlock, RecoveredTx,
+    ChainConfig, Engine, InvalidTxPolicy, MemoryState, ParentBlock, RecoveredTx,
     block::{SkipReason, SkippedTx},
     execute_block,
 };
@@ -147,6 +147,7 @@ impl BlockProducer {
         let started = std::time::Instant::now();
         let executed = execute_block(
             &self.config,
+            Engine::default(),
             &self.state,
             parent,
             timestamp,

@@ -18,7 +18,7 @@ use rollup_batcher::{
 };
 use rollup_devnet::{Anvil, AnvilOptions, free_port};
 use rollup_executor::{
-    ChainConfig, InvalidTxPolicy, ParentBlock, RecoveredTx, execute_block,
+    ChainConfig, Engine, InvalidTxPolicy, ParentBlock, RecoveredTx, execute_block,
     genesis::{ChainGenesis, funded_genesis},
 };
 use rollup_store::{Store, testing::TestDatabase};
@@ -52,6 +52,7 @@ async fn chain_with_blocks(store: &Store, blocks: u64) -> (ChainConfig, ChainGen
         let parent = ParentBlock { header: &header, hash };
         let executed = execute_block(
             &config,
+            Engine::default(),
             &state,
             parent,
             1_000 + nonce,

@@ -4,7 +4,7 @@ use alloy_primitives::{Address, B256, TxKind, U256};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use rollup_executor::{
-    ChainConfig, InvalidTxPolicy, ParentBlock, RecoveredTx, execute_block,
+    ChainConfig, Engine, InvalidTxPolicy, ParentBlock, RecoveredTx, execute_block,
     genesis::{ChainGenesis, funded_genesis},
 };
 use rollup_store::{NewTransaction, StoreError, testing::TestDatabase};
@@ -89,8 +89,16 @@ async fn block_commit_is_atomic_fenced_and_reloads_to_the_same_root() {
 
     let mut state = genesis.state.clone();
     let parent = ParentBlock { header: &genesis.header, hash: genesis.hash };
-    let executed =
-        execute_block(&config, &state, parent, 1_001, txs.clone(), InvalidTxPolicy::Skip).unwrap();
+    let executed = execute_block(
+        &config,
+        Engine::Sequential,
+        &state,
+        parent,
+        1_001,
+        txs.clone(),
+        InvalidTxPolicy::Skip,
+    )
+    .unwrap();
     state.apply(&executed.diff);
     let block = executed.seal(state.state_root());
     let senders = vec![signer.address(); 2];

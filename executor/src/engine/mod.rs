@@ -1,0 +1,109 @@
+//! Transaction engines: run a block's ordered transactions against a
+//! read-only state snapshot.
+//!
+//! An engine takes the execution environment (config and block fields), a
+//! [`DatabaseRef`] snapshot and the ordered, sender-recovered transactions,
+//! and returns one [`TxResult`] per transaction plus the block's
+//! [`StateDiff`]. Every engine must produce exactly what [`sequential`] does:
+//! it is the reference the others are tested against.
+//!
+//! Block-level semantics that are not transactions (system calls, withdrawals,
+//! the header) live in [`crate::block`].
+//!
+//! Block gas limit rule (shared by every engine): a block ends at the first
+//! transaction whose gas limit does not fit in what is left of the block gas
+//! limit; it and every later transaction are [`SkipReason::Deferred`]. This
+//! keeps a transaction's inclusion independent of what later ones do, which
+//! lets a parallel engine decide inclusion in order after execution.
+
+pub mod sequential;
+
+use crate::{block::SkipReason, state::StateDiff, tx::RecoveredTx};
+use alloy_primitives::{Address, Log};
+use revm::{
+    DatabaseRef,
+    context::{BlockEnv, CfgEnv},
+};
+
+/// Which engine runs a block's transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// Plain revm, one transaction after another: the reference.
+    #[default]
+    Sequential,
+}
+
+impl Engine {
+    /// Runs `transactions` in order on top of `state`.
+    pub fn execute<DB: DatabaseRef + Sync>(
+        self,
+        env: &ExecutionEnv,
+        state: &DB,
+        transactions: &[RecoveredTx],
+        policy: crate::InvalidTxPolicy,
+    ) -> Result<EngineOutput, EngineError<DB::Error>> {
+        match self {
+            Self::Sequential => sequential::execute(env, state, transactions, policy),
+        }
+    }
+}
+
+/// The environment every transaction of a block executes under.
+#[derive(Debug, Clone)]
+pub struct ExecutionEnv {
+    /// Spec (fork) and chain id.
+    pub cfg: CfgEnv,
+    /// Block number, timestamp, beneficiary, base fee, gas limit, ...
+    pub block: BlockEnv,
+}
+
+/// What happened to one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxResult {
+    /// Included in the block (successful or reverted).
+    Executed(ExecutedTx),
+    /// Left out (only with [`crate::InvalidTxPolicy::Skip`]).
+    Skipped(SkipReason),
+}
+
+/// An included transaction's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutedTx {
+    /// Whether it succeeded (false: reverted or halted).
+    pub success: bool,
+    /// Gas it used (after refunds).
+    pub gas_used: u64,
+    /// Logs it emitted (empty unless it succeeded).
+    pub logs: Vec<Log>,
+    /// The contract it created, if any.
+    pub contract_address: Option<Address>,
+}
+
+/// What an engine returns for a block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineOutput {
+    /// One result per input transaction, in order.
+    pub results: Vec<TxResult>,
+    /// Everything the block's transactions changed, against the snapshot.
+    pub diff: StateDiff,
+}
+
+/// Errors that stop an engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError<DbError> {
+    /// The state snapshot failed.
+    #[error("state read failed: {0}")]
+    Database(DbError),
+    /// A transaction is invalid and the policy is reject.
+    #[error("transaction {index} is invalid: {reason}")]
+    InvalidTransaction {
+        /// Position in the block.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+    /// revm failed for a reason that is not the transaction's fault.
+    #[error("evm failure: {0}")]
+    Evm(String),
+}

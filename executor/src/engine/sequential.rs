@@ -1,0 +1,95 @@
+//! The reference engine: plain revm, one transaction after another, each
+//! committed into a [`BlockState`] overlay.
+
+use super::{EngineError, EngineOutput, ExecutedTx, ExecutionEnv, TxResult};
+use crate::{
+    InvalidTxPolicy,
+    block::SkipReason,
+    state::BlockState,
+    tx::{RecoveredTx, tx_env},
+};
+use revm::{
+    Context, DatabaseRef, ExecuteCommitEvm, MainBuilder, MainContext,
+    context::result::{EVMError, InvalidTransaction},
+};
+
+/// Executes `transactions` in order on top of `state`.
+pub fn execute<DB: DatabaseRef>(
+    env: &ExecutionEnv,
+    state: &DB,
+    transactions: &[RecoveredTx],
+    policy: InvalidTxPolicy,
+) -> Result<EngineOutput, EngineError<DB::Error>> {
+    let mut overlay = BlockState::new(state);
+    let mut evm = Context::mainnet()
+        .with_cfg(env.cfg.clone())
+        .with_block(env.block.clone())
+        .with_db(&mut overlay)
+        .build_mainnet();
+
+    let gas_limit = env.block.gas_limit;
+    let mut results = Vec::with_capacity(transactions.len());
+    let mut cumulative_gas = 0u64;
+    let mut block_full = false;
+    for (index, tx) in transactions.iter().enumerate() {
+        let tx_gas_limit = alloy_consensus::Transaction::gas_limit(tx.inner());
+        if block_full || cumulative_gas.saturating_add(tx_gas_limit) > gas_limit {
+            block_full = true;
+            results.push(skip(
+                policy,
+                index,
+                SkipReason::Deferred("block gas limit reached".into()),
+            )?);
+            continue;
+        }
+        let result = match evm.transact_commit(tx_env(tx)) {
+            Ok(result) => result,
+            Err(EVMError::Transaction(invalid)) => {
+                results.push(skip(policy, index, classify(&invalid))?);
+                continue;
+            }
+            Err(EVMError::Database(e)) => return Err(EngineError::Database(e)),
+            Err(other) => return Err(EngineError::Evm(other.to_string())),
+        };
+        let gas_used = result.tx_gas_used();
+        cumulative_gas += gas_used;
+        results.push(TxResult::Executed(ExecutedTx {
+            success: result.is_success(),
+            gas_used,
+            logs: result.logs().to_vec(),
+            contract_address: result.created_address(),
+        }));
+    }
+    drop(evm);
+    let diff = overlay.into_diff().map_err(EngineError::Database)?;
+    Ok(EngineOutput { results, diff })
+}
+
+/// Applies the invalid-transaction policy to one left-out transaction.
+pub(crate) fn skip<E>(
+    policy: InvalidTxPolicy,
+    index: usize,
+    reason: SkipReason,
+) -> Result<TxResult, EngineError<E>> {
+    match policy {
+        InvalidTxPolicy::Skip => Ok(TxResult::Skipped(reason)),
+        InvalidTxPolicy::Reject => {
+            let (SkipReason::Deferred(reason) | SkipReason::Invalid(reason)) = reason;
+            Err(EngineError::InvalidTransaction { index, reason })
+        }
+    }
+}
+
+/// Sorts an invalid transaction into "may become valid" and "never valid".
+pub(crate) fn classify(invalid: &InvalidTransaction) -> SkipReason {
+    match invalid {
+        InvalidTransaction::NonceTooHigh { .. } | InvalidTransaction::GasPriceLessThanBasefee => {
+            SkipReason::Deferred(invalid.to_string())
+        }
+        InvalidTransaction::NonceTooLow { .. } => SkipReason::Invalid("nonce too low".into()),
+        InvalidTransaction::LackOfFundForMaxFee { .. } => {
+            SkipReason::Invalid("insufficient funds for gas * price + value".into())
+        }
+        other => SkipReason::Invalid(other.to_string()),
+    }
+}
