@@ -13,8 +13,9 @@ use crate::{
     settlement::Settlement::{self, SettlementInstance},
 };
 use alloy::{
+    eips::BlockNumberOrTag,
     primitives::{Address, U256, keccak256},
-    providers::DynProvider,
+    providers::{DynProvider, Provider},
 };
 use rollup_store::{BatchRecord, Store};
 use std::time::Duration;
@@ -73,9 +74,25 @@ impl BatchPoster {
         .await;
     }
 
+    /// Records L1's `finalized` block, which moves posted transactions to
+    /// the `finalized` stage of their lifecycle.
+    async fn track_l1_finality(&self) -> Result<(), L1Error> {
+        let finalized = self
+            .contract
+            .provider()
+            .get_block_by_number(BlockNumberOrTag::Finalized)
+            .await
+            .map_err(L1Error::rpc)?;
+        if let Some(block) = finalized {
+            self.store.set_l1_finalized_block(block.header.number).await?;
+        }
+        Ok(())
+    }
+
     /// One step: reconcile with L1, then finish the oldest unposted batch or
     /// build and post the next one. Returns the index of a batch now on L1.
     pub async fn step(&self) -> Result<Option<u64>, L1Error> {
+        self.track_l1_finality().await?;
         let on_l1: U256 = self.contract.batchCount().call().await.map_err(L1Error::rpc)?;
         let on_l1: u64 = on_l1.saturating_to();
         let lost = self.store.unmark_batches_from(on_l1).await?;

@@ -432,14 +432,29 @@ pub(super) async fn transaction_status(ctx: &RpcContext, hash: B256) -> Result<V
         "blockNumber": status.block_number.map(U64::from),
         "batchIndex": status.batch_index.map(U64::from),
         "l1TransactionHash": status.l1_tx_hash,
+        "l1BlockNumber": status.l1_block.map(U64::from),
         "reason": status.drop_reason,
     }))
 }
 
 /// Admits a raw transaction and stores it durably (group commit); returns
-/// its hash once committed. Identical bytes resubmitted return the same hash.
+/// its hash once committed. Identical bytes resubmitted return the same hash,
+/// before and after inclusion.
 pub(super) async fn submit(ctx: &RpcContext, raw: &[u8]) -> Result<B256, RpcError> {
-    let (tx, admitted) = admission::admit(&ctx.config, &ctx.view, raw)?;
+    let (tx, admitted) = match admission::admit(&ctx.config, &ctx.view, raw) {
+        Ok(admitted) => admitted,
+        // The same bytes again after inclusion: answer with the hash, as for a
+        // pooled duplicate, so a client retrying after a lost answer is not
+        // told its transaction failed.
+        Err(admission::AdmissionError::NonceTooLow) => {
+            let hash = alloy_primitives::keccak256(raw);
+            return match ctx.store.transaction(hash).await? {
+                Some(_) => Ok(hash),
+                None => Err(admission::AdmissionError::NonceTooLow.into()),
+            };
+        }
+        Err(other) => return Err(other.into()),
+    };
     let (hash, sender, nonce) = (tx.hash, tx.sender, tx.nonce);
     // Duplicates are stored again (a no-op) so the answer never precedes the
     // first copy's commit.

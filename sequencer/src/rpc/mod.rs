@@ -1,6 +1,6 @@
 //! The JSON-RPC 2.0 server over HTTP: single and batch requests, standard
 //! error objects for every malformed input, and the Ethereum methods in
-//! [`eth`].
+//! [`eth`], and the small REST face in [`rest`].
 
 mod admin;
 mod convert;
@@ -8,6 +8,7 @@ pub mod error;
 mod eth;
 mod evm_call;
 pub mod limits;
+mod rest;
 
 use crate::{chain_view::ChainView, metrics::NodeMetrics};
 use axum::{
@@ -64,7 +65,8 @@ pub fn router(context: Arc<RpcContext>) -> Router {
         .concurrency_limit(context.limits.max_in_flight);
     Router::new()
         .route("/", post(handle_http))
-        .route("/v1/transactions/{hash}", axum::routing::get(transaction_status_http))
+        .route("/v1/transactions", post(rest::submit_transaction))
+        .route("/v1/transactions/{hash}", axum::routing::get(rest::transaction_status))
         .layer(shedding)
         .layer(axum::middleware::from_fn_with_state(context.limiter.clone(), limits::rate_limit))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -101,31 +103,6 @@ async fn handle_http(
             ([(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
         }
         None => StatusCode::NO_CONTENT.into_response(),
-    }
-}
-
-/// `GET /v1/transactions/{hash}`: the transaction's lifecycle.
-async fn transaction_status_http(
-    State(context): State<Arc<RpcContext>>,
-    axum::extract::Path(hash): axum::extract::Path<String>,
-) -> Response {
-    let Ok(hash) = hash.parse::<alloy_primitives::B256>() else {
-        return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({ "error": "invalid transaction hash" })),
-        )
-            .into_response();
-    };
-    match eth::transaction_status(&context, hash).await {
-        Ok(Value::Null) => {
-            (StatusCode::NOT_FOUND, axum::Json(json!({ "error": "unknown transaction" })))
-                .into_response()
-        }
-        Ok(status) => axum::Json(status).into_response(),
-        Err(error) => {
-            (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({ "error": error.message })))
-                .into_response()
-        }
     }
 }
 

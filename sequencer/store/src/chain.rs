@@ -1,6 +1,6 @@
 //! The chain: genesis, fenced block commits, the head state, and chain reads.
 
-use crate::{Result, Store, StoreError, bytes_b256, bytes_u256, to_i64, u256_bytes};
+use crate::{Result, Store, StoreError, bytes_address, bytes_b256, bytes_u256, to_i64, u256_bytes};
 use alloy_consensus::{Header, ReceiptEnvelope};
 use alloy_eips::{Decodable2718, Encodable2718};
 use alloy_primitives::{Address, B256, Bytes, U256};
@@ -159,7 +159,7 @@ impl Store {
             .await?;
         for row in rows {
             state.insert_account(
-                Address::from_slice(row.try_get::<&[u8], _>("address")?),
+                bytes_address(row.try_get("address")?)?,
                 BasicAccount {
                     nonce: row.try_get::<i64, _>("nonce")? as u64,
                     balance: bytes_u256(row.try_get::<&[u8], _>("balance")?)?,
@@ -172,7 +172,7 @@ impl Store {
         let mut slots: Vec<(Address, U256, U256)> = Vec::with_capacity(rows.len());
         for row in rows {
             slots.push((
-                Address::from_slice(row.try_get::<&[u8], _>("address")?),
+                bytes_address(row.try_get("address")?)?,
                 bytes_u256(row.try_get::<&[u8], _>("slot")?)?,
                 bytes_u256(row.try_get::<&[u8], _>("value")?)?,
             ));
@@ -294,7 +294,7 @@ impl Store {
                 Ok(StoredTransaction {
                     hash: bytes_b256(row.try_get::<&[u8], _>("hash")?)?,
                     raw: Bytes::copy_from_slice(row.try_get::<&[u8], _>("raw")?),
-                    sender: Address::from_slice(row.try_get::<&[u8], _>("sender")?),
+                    sender: bytes_address(row.try_get("sender")?)?,
                     block_number: row.try_get::<i64, _>("block_number")? as u64,
                     block_hash: bytes_b256(row.try_get::<&[u8], _>("block_hash")?)?,
                     index: row.try_get::<i32, _>("idx")? as u64,

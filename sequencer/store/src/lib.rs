@@ -17,7 +17,7 @@ pub mod progress;
 #[cfg(feature = "test-utils")]
 pub mod testing;
 
-use alloy_primitives::{B256, U256};
+use alloy_primitives::{Address, B256, U256};
 use sqlx::{PgPool, postgres::PgPoolOptions};
 
 pub use chain::{StoredBlock, StoredTransaction};
@@ -113,6 +113,11 @@ pub(crate) fn bytes_u256(bytes: &[u8]) -> Result<U256> {
 
 pub(crate) fn bytes_b256(bytes: &[u8]) -> Result<B256> {
     B256::try_from(bytes).map_err(|_| StoreError::Corrupt(format!("{}-byte hash", bytes.len())))
+}
+
+pub(crate) fn bytes_address(bytes: &[u8]) -> Result<Address> {
+    Address::try_from(bytes)
+        .map_err(|_| StoreError::Corrupt(format!("{}-byte address", bytes.len())))
 }
 
 pub(crate) fn to_i64(value: u64) -> i64 {

@@ -1,6 +1,6 @@
 //! Durable transaction intake and the block producer's view of pending work.
 
-use crate::{Result, Store, bytes_b256, to_i64};
+use crate::{Result, Store, bytes_address, bytes_b256, to_i64};
 use alloy_primitives::{Address, B256, Bytes};
 use sqlx::Row;
 
@@ -96,10 +96,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| {
-            Ok((
-                Address::from_slice(row.try_get::<&[u8], _>("sender")?),
-                row.try_get::<i64, _>("nonce")? as u64,
-            ))
+            Ok((bytes_address(row.try_get("sender")?)?, row.try_get::<i64, _>("nonce")? as u64))
         })
         .transpose()
     }
@@ -151,7 +148,7 @@ impl Store {
                 Ok(PendingTransaction {
                     seq: row.try_get("seq")?,
                     hash: bytes_b256(row.try_get::<&[u8], _>("tx_hash")?)?,
-                    sender: Address::from_slice(row.try_get::<&[u8], _>("sender")?),
+                    sender: bytes_address(row.try_get("sender")?)?,
                     nonce: row.try_get::<i64, _>("nonce")? as u64,
                     raw: Bytes::copy_from_slice(row.try_get::<&[u8], _>("raw")?),
                 })
@@ -189,7 +186,7 @@ impl Store {
         };
         Ok(Some((
             Bytes::copy_from_slice(row.try_get::<&[u8], _>("raw")?),
-            Address::from_slice(row.try_get::<&[u8], _>("sender")?),
+            bytes_address(row.try_get("sender")?)?,
             status,
         )))
     }

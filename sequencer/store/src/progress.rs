@@ -4,7 +4,7 @@
 //! so a restarted batcher posts exactly the same bytes; the posted marks say
 //! what L1 has confirmed.
 
-use crate::{Result, Store, bytes_b256, to_i64};
+use crate::{Result, Store, StoreError, bytes_address, bytes_b256, to_i64};
 use alloy_primitives::{B256, Bytes};
 use sqlx::Row;
 
@@ -214,11 +214,11 @@ impl Store {
     }
 }
 
-/// Where a transaction is in its life: received → sequenced (in a block) →
-/// batched → posted to L1, or dropped with a reason.
+/// Where a transaction is in its life, as `rollup_getTransactionStatus` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransactionLifecycle {
-    /// Stage name: `received`, `sequenced`, `batched`, `posted` or `dropped`.
+    /// Stage name: `received`, `queued` (waits for a missing nonce),
+    /// `sequenced`, `batched`, `posted`, `finalized` or `dropped`.
     pub stage: &'static str,
     /// Its block, once sequenced.
     pub block_number: Option<u64>,
@@ -226,15 +226,51 @@ pub struct TransactionLifecycle {
     pub batch_index: Option<u64>,
     /// The L1 transaction carrying its batch, once posted.
     pub l1_tx_hash: Option<B256>,
+    /// The L1 block holding its batch, once posted.
+    pub l1_block: Option<u64>,
     /// Why it was dropped.
     pub drop_reason: Option<String>,
 }
 
 impl Store {
+    /// Records the newest L1 block L1 reports `finalized` (never moves back).
+    pub async fn set_l1_finalized_block(&self, number: u64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO chain_meta (key, value) VALUES ('l1_finalized_block', $1)
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+             WHERE chain_meta.value::bigint < EXCLUDED.value::bigint",
+        )
+        .bind(number.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest finalized L1 block recorded by the batcher, if any.
+    pub async fn l1_finalized_block(&self) -> Result<Option<u64>> {
+        let value: Option<String> =
+            sqlx::query_scalar("SELECT value FROM chain_meta WHERE key = 'l1_finalized_block'")
+                .fetch_optional(&self.pool)
+                .await?;
+        value
+            .map(|v| {
+                v.parse().map_err(|_| StoreError::Corrupt(format!("l1_finalized_block {v:?}")))
+            })
+            .transpose()
+    }
+
     /// The lifecycle of a transaction the mempool has seen.
+    ///
+    /// A pending transaction is `queued` while a lower nonce of its sender is
+    /// missing (neither in the state nor pending), else `received`. A posted
+    /// one is `finalized` once its batch's L1 block is final on L1.
     pub async fn transaction_lifecycle(&self, hash: B256) -> Result<Option<TransactionLifecycle>> {
         let row = sqlx::query(
-            "SELECT m.status, m.block_number, m.drop_reason, b.idx, b.l1_tx_hash
+            "SELECT m.status, m.sender, m.nonce, m.block_number, m.drop_reason,
+                    b.idx, b.l1_tx_hash, b.l1_block,
+                    (SELECT a.nonce FROM accounts a WHERE a.address = m.sender) AS state_nonce,
+                    (SELECT value::bigint FROM chain_meta WHERE key = 'l1_finalized_block')
+                        AS l1_finalized
              FROM mempool m
              LEFT JOIN batches b ON m.block_number BETWEEN b.first_block AND b.last_block
              WHERE m.tx_hash = $1",
@@ -248,11 +284,22 @@ impl Store {
         let batch_index = row.try_get::<Option<i64>, _>("idx")?.map(|n| n as u64);
         let l1_tx_hash =
             row.try_get::<Option<&[u8]>, _>("l1_tx_hash")?.map(bytes_b256).transpose()?;
+        let l1_block = row.try_get::<Option<i64>, _>("l1_block")?.map(|n| n as u64);
+        let l1_finalized = row.try_get::<Option<i64>, _>("l1_finalized")?.map(|n| n as u64);
         let stage = match (status, batch_index, l1_tx_hash) {
-            (0, ..) => "received",
+            (0, ..) => {
+                let sender = bytes_address(row.try_get("sender")?)?;
+                let nonce = row.try_get::<i64, _>("nonce")? as u64;
+                let state_nonce = row.try_get::<Option<i64>, _>("state_nonce")?.unwrap_or(0);
+                let ready_up_to = self.pending_nonce(sender, state_nonce as u64).await?;
+                if nonce > ready_up_to { "queued" } else { "received" }
+            }
             (1, None, _) => "sequenced",
             (1, Some(_), None) => "batched",
-            (1, Some(_), Some(_)) => "posted",
+            (1, Some(_), Some(_)) => match (l1_block, l1_finalized) {
+                (Some(block), Some(finalized)) if block <= finalized => "finalized",
+                _ => "posted",
+            },
             _ => "dropped",
         };
         Ok(Some(TransactionLifecycle {
@@ -260,6 +307,7 @@ impl Store {
             block_number,
             batch_index,
             l1_tx_hash,
+            l1_block,
             drop_reason: row.try_get("drop_reason")?,
         }))
     }

@@ -1,11 +1,11 @@
 //! One transaction all the way to L1, asserted at every step.
 
-use crate::common::{TestNet, eventually};
+use crate::common::{TestNet, eventually, signed_transfer};
 use alloy::{
     consensus::TxEnvelope,
     eips::{BlockNumberOrTag, Decodable2718, Encodable2718},
     network::{NetworkTransactionBuilder, TransactionBuilder},
-    primitives::{Address, B256, Bytes, U256, address, hex},
+    primitives::{Address, B256, Bytes, U256, address, hex, keccak256},
     providers::Provider,
     rpc::types::{Filter, TransactionRequest},
 };
@@ -170,11 +170,86 @@ async fn transaction_reaches_l1_and_the_chain_rederives_from_l1() {
     })
     .await;
     assert!(posted["l1TransactionHash"].is_string(), "{posted}");
+    assert!(posted["l1BlockNumber"].is_string(), "{posted}");
+
+    // Once L1 finalizes that block (anvil: 64 blocks deep), it is finalized.
+    let _: serde_json::Value =
+        l1.raw_request("anvil_mine".into(), (U256::from(70),)).await.unwrap();
+    eventually(30, "the sync transaction finalized", || async {
+        let status: serde_json::Value = reqwest::get(&rest_url).await.ok()?.json().await.ok()?;
+        (status["status"] == "finalized").then_some(())
+    })
+    .await;
 
     // Metrics are served.
     let metrics = reqwest::get(&net.metrics_url).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("rollup_blocks_produced_total"), "{metrics}");
     assert!(metrics.contains("rollup_batches_posted_total"));
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_submission_and_the_queued_stage() {
+    let net = TestNet::start(10).await;
+    let http = reqwest::Client::new();
+    let submit_url = format!("{}/v1/transactions", net.rpc_url);
+    let to = Address::repeat_byte(0x51);
+    let status_of = |hash: String| {
+        let url = format!("{}/v1/transactions/{hash}", net.rpc_url);
+        async move {
+            let status: serde_json::Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
+            status["status"].as_str().map(str::to_owned)
+        }
+    };
+
+    // Nonce 1 first, as raw bytes: acknowledged, but queued behind the missing nonce 0.
+    let gap = signed_transfer(5, net.config.chain_id, 1, to);
+    let response = http
+        .post(&submit_url)
+        .header("content-type", "application/octet-stream")
+        .body(gap.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let gap_hash = body["hash"].as_str().unwrap().to_owned();
+    assert_eq!(gap_hash, keccak256(&gap).to_string());
+    assert_eq!(status_of(gap_hash.clone()).await.as_deref(), Some("queued"));
+
+    // Nonce 0 as hex text fills the gap: both are sequenced.
+    let first = signed_transfer(5, net.config.chain_id, 0, to);
+    let response = http.post(&submit_url).body(first.to_string()).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let first_hash = keccak256(&first).to_string();
+    for hash in [first_hash, gap_hash] {
+        eventually(30, "both transfers sequenced", || {
+            let status = status_of(hash.clone());
+            async move {
+                matches!(status.await.as_deref(), Some("sequenced" | "batched" | "posted"))
+                    .then_some(())
+            }
+        })
+        .await;
+    }
+
+    // The same bytes again after inclusion: the same hash (idempotent).
+    let again = http.post(&submit_url).body(first.to_string()).send().await.unwrap();
+    assert_eq!(again.status(), 200);
+    let body: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(body["hash"], keccak256(&first).to_string());
+
+    // Refusals carry the JSON-RPC error object with geth's message.
+    let other = signed_transfer(5, net.config.chain_id, 0, Address::repeat_byte(0x52));
+    let refused = http.post(&submit_url).body(other.to_string()).send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["message"], "nonce too low", "{body}");
+    assert_eq!(body["error"]["code"], -32000);
+    let garbage = http.post(&submit_url).body("0xzz").send().await.unwrap();
+    assert_eq!(garbage.status(), 400);
+    let body: serde_json::Value = garbage.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32602, "{body}");
     net.stop().await;
 }
 
