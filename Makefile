@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 TEST_LOG := target/test-output.log
 
-.PHONY: dev test test-long lint fmt contracts contracts-check deps postgres-bin pr bench-ingress
+.PHONY: dev test test-long lint fmt contracts contracts-check deps postgres-bin pr bench-ingress bench-state
 
 ## dev: run the whole system locally (private Postgres, anvil, all roles).
 dev: deps
@@ -34,6 +34,13 @@ test-long: test
 ## BENCH_TXS_PER_ACCOUNT, BENCH_RUNS; see sequencer/loadgen/bench-ingress.sh).
 bench-ingress: deps
 	CARGO=$(CARGO) sequencer/loadgen/bench-ingress.sh
+
+## bench-state: state-root update time against state size, block commit
+## time (Postgres fsync on) and start-up time; one JSON line per case
+## (knobs BENCH_RUNS, BENCH_TOTALS, BENCH_TOUCHED, BENCH_COMMIT_TXS, BENCH_CASES).
+bench-state: deps
+	$(CARGO) build --release -p rollup-store --features bench --bin bench-state
+	target/release/bench-state
 
 ## lint: formatting and clippy with warnings as errors.
 lint:

@@ -340,7 +340,7 @@ mod tests {
 
         let base_fee = block.header.base_fee_per_gas.unwrap() as u128;
         let tip = 1_000_000_000u128.min(3_000_000_000 - base_fee);
-        let state = &chain.state;
+        let state = &mut chain.state;
         assert_eq!(state.account(&BOB).unwrap().balance, U256::from(5));
         assert_eq!(state.account(&config.fee_recipient).unwrap().balance, U256::from(21_000 * tip));
         let sender = state.account(&signer.address()).unwrap();

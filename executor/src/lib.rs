@@ -26,9 +26,11 @@
 
 pub mod block;
 pub mod config;
+mod diff_codec;
 pub mod engine;
 pub mod genesis;
 pub mod state;
+pub mod trie;
 pub mod tx;
 
 pub use block::{ExecutedBlock, InvalidTxPolicy, ParentBlock, SealedBlock, execute_block};

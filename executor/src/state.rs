@@ -6,8 +6,13 @@
 //! `DatabaseRef`; when the block is done it yields a [`StateDiff`] (old and new
 //! value of everything the block changed), the unit that persists state.
 
-use alloy_primitives::{Address, B256, Bytes, U256, keccak256, map::HashMap};
+use crate::trie::MerkleTrie;
+use alloy_primitives::{
+    Address, B256, Bytes, U256, keccak256,
+    map::{HashMap, HashSet},
+};
 use alloy_trie::{EMPTY_ROOT_HASH, KECCAK_EMPTY, TrieAccount};
+use rayon::prelude::*;
 use revm::{
     Database, DatabaseCommit, DatabaseRef,
     bytecode::Bytecode,
@@ -96,19 +101,32 @@ pub struct AccountSnapshot {
 }
 
 /// One account of the in-memory state.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct StoredAccount {
     info: Option<BasicAccount>,
     storage: HashMap<U256, U256>,
+    /// Secure trie of `storage` (keccak(slot) → RLP(value)).
+    storage_trie: MerkleTrie,
+    /// Root of `storage_trie` as of the last state root.
     storage_root: B256,
+    /// Whether `storage` changed since the last state root.
+    storage_dirty: bool,
 }
 
 /// The full state of the chain at one block, in memory.
+///
+/// The account trie and each account's storage trie are kept alongside the
+/// plain maps; changes mark accounts dirty and [`MemoryState::state_root`]
+/// refreshes only those (see [`crate::trie`]).
 #[derive(Debug, Clone, Default)]
 pub struct MemoryState {
     accounts: HashMap<Address, StoredAccount>,
     code: HashMap<B256, Bytecode>,
     block_hashes: BTreeMap<u64, B256>,
+    /// Secure trie of accounts (keccak(address) → RLP(account)).
+    account_trie: MerkleTrie,
+    /// Accounts changed since the last root.
+    dirty: HashSet<Address>,
 }
 
 impl MemoryState {
@@ -119,30 +137,20 @@ impl MemoryState {
 
     /// Sets an account's basic fields (creating it).
     pub fn insert_account(&mut self, address: Address, account: BasicAccount) {
-        self.accounts.entry(address).or_insert_with(StoredAccount::empty).info = Some(account);
+        self.accounts.entry(address).or_default().info = Some(account);
+        self.dirty.insert(address);
     }
 
     /// Sets one storage slot (zero removes it).
     pub fn insert_storage(&mut self, address: Address, slot: U256, value: U256) {
-        let stored = self.accounts.entry(address).or_insert_with(StoredAccount::empty);
-        set_slot(&mut stored.storage, slot, value);
-        stored.storage_root = storage_root(&stored.storage);
+        set_slot(self.accounts.entry(address).or_default(), slot, value);
+        self.dirty.insert(address);
     }
 
-    /// Sets many storage slots, refreshing each touched account's storage root once.
+    /// Sets many storage slots.
     pub fn insert_storage_many(&mut self, slots: impl IntoIterator<Item = (Address, U256, U256)>) {
-        let mut touched = Vec::new();
         for (address, slot, value) in slots {
-            let stored = self.accounts.entry(address).or_insert_with(StoredAccount::empty);
-            set_slot(&mut stored.storage, slot, value);
-            touched.push(address);
-        }
-        touched.sort_unstable();
-        touched.dedup();
-        for address in touched {
-            if let Some(stored) = self.accounts.get_mut(&address) {
-                stored.storage_root = storage_root(&stored.storage);
-            }
+            self.insert_storage(address, slot, value);
         }
     }
 
@@ -199,63 +207,81 @@ impl MemoryState {
             self.code.insert(*hash, Bytecode::new_raw(code.clone()));
         }
         for (address, change) in &diff.accounts {
+            self.dirty.insert(*address);
             let Some(after) = change.after else {
                 self.accounts.remove(address);
                 continue;
             };
-            let stored = self.accounts.entry(*address).or_insert_with(StoredAccount::empty);
+            let stored = self.accounts.entry(*address).or_default();
             stored.info = Some(after);
             if change.storage_cleared {
                 stored.storage.clear();
+                stored.storage_trie = MerkleTrie::new();
+                stored.storage_dirty = true;
             }
             for (slot, value) in &change.storage {
-                set_slot(&mut stored.storage, *slot, value.after);
-            }
-            if change.storage_cleared || !change.storage.is_empty() {
-                stored.storage_root = storage_root(&stored.storage);
+                set_slot(stored, *slot, value.after);
             }
         }
     }
 
     /// The Ethereum Merkle-Patricia state root of this state.
     ///
-    /// Storage roots are cached per account and refreshed when a diff touches
-    /// the account's storage; the account trie is rebuilt from the sorted
-    /// hashed keys (incremental account-trie updates are a later step).
-    pub fn state_root(&self) -> B256 {
-        alloy_trie::root::state_root_unhashed(self.accounts.iter().filter_map(|(address, a)| {
-            let info = a.info?;
-            Some((
-                *address,
-                TrieAccount {
-                    nonce: info.nonce,
-                    balance: info.balance,
-                    storage_root: a.storage_root,
-                    code_hash: info.code_hash,
-                },
-            ))
-        }))
+    /// Incremental: only accounts changed since the last call are re-encoded,
+    /// and only the trie paths above them re-hashed.
+    pub fn state_root(&mut self) -> B256 {
+        let dirty: Vec<Address> = std::mem::take(&mut self.dirty).into_iter().collect();
+        for address in &dirty {
+            if let Some(stored) = self.accounts.get_mut(address)
+                && stored.storage_dirty
+            {
+                stored.storage_root = stored.storage_trie.root();
+                stored.storage_dirty = false;
+            }
+        }
+        let accounts = &self.accounts;
+        let updates = dirty
+            .par_iter()
+            .map(|address| {
+                let leaf = accounts.get(address).and_then(|stored| {
+                    let info = stored.info?;
+                    Some(alloy_rlp::encode(TrieAccount {
+                        nonce: info.nonce,
+                        balance: info.balance,
+                        storage_root: stored.storage_root,
+                        code_hash: info.code_hash,
+                    }))
+                });
+                (keccak256(address), leaf)
+            })
+            .collect();
+        self.account_trie.update_many(updates);
+        self.account_trie.root()
     }
 }
 
-impl StoredAccount {
-    fn empty() -> Self {
-        Self { info: None, storage: HashMap::default(), storage_root: EMPTY_ROOT_HASH }
+impl Default for StoredAccount {
+    fn default() -> Self {
+        Self {
+            info: None,
+            storage: HashMap::default(),
+            storage_trie: MerkleTrie::new(),
+            storage_root: EMPTY_ROOT_HASH,
+            storage_dirty: false,
+        }
     }
 }
 
-fn set_slot(storage: &mut HashMap<U256, U256>, slot: U256, value: U256) {
+fn set_slot(stored: &mut StoredAccount, slot: U256, value: U256) {
+    stored.storage_dirty = true;
+    let key = keccak256(B256::from(slot));
     if value.is_zero() {
-        storage.remove(&slot);
+        stored.storage.remove(&slot);
+        stored.storage_trie.remove(key);
     } else {
-        storage.insert(slot, value);
+        stored.storage.insert(slot, value);
+        stored.storage_trie.insert(key, alloy_rlp::encode(value));
     }
-}
-
-fn storage_root(storage: &HashMap<U256, U256>) -> B256 {
-    alloy_trie::root::storage_root_unhashed(
-        storage.iter().map(|(slot, value)| (B256::from(*slot), *value)),
-    )
 }
 
 impl DatabaseRef for MemoryState {
@@ -451,6 +477,67 @@ mod tests {
         );
         direct.insert_storage(alice, U256::from(1), U256::from(9));
         assert_eq!(direct.state_root(), state.state_root());
+    }
+
+    /// The root rebuilt from scratch with alloy-trie's sorted-leaf builder.
+    fn full_rebuild_root(state: &MemoryState) -> B256 {
+        alloy_trie::root::state_root_unhashed(state.accounts_snapshot().into_iter().map(|a| {
+            let storage_root = alloy_trie::root::storage_root_unhashed(
+                a.storage.iter().map(|(slot, value)| (B256::from(*slot), *value)),
+            );
+            let account = TrieAccount {
+                nonce: a.account.nonce,
+                balance: a.account.balance,
+                storage_root,
+                code_hash: a.account.code_hash,
+            };
+            (a.address, account)
+        }))
+    }
+
+    #[test]
+    fn incremental_root_equals_a_full_rebuild_across_blocks() {
+        let address = |i: u64| Address::from_word(keccak256(i.to_be_bytes()));
+        let mut state = MemoryState::new();
+        for i in 0..2_000 {
+            state.insert_account(address(i), BasicAccount::with_balance(U256::from(i + 1)));
+        }
+        for i in 0..20 {
+            for slot in 0..50 {
+                state.insert_storage(address(i), U256::from(slot), U256::from(slot * 7 + 1));
+            }
+        }
+        assert_eq!(state.state_root(), full_rebuild_root(&state));
+        for block in 0u64..12 {
+            let mut diff = StateDiff::default();
+            for i in (block * 37..block * 37 + 400).step_by(3) {
+                let address = address(i % 2_500);
+                let before = state.account(&address);
+                let after = match (i + block) % 9 {
+                    // Deleted (EIP-161 or self-destruct): storage goes with it.
+                    0 => None,
+                    _ => Some(BasicAccount {
+                        nonce: before.map_or(0, |b| b.nonce) + 1,
+                        ..BasicAccount::with_balance(U256::from(i * 1_000 + block))
+                    }),
+                };
+                let storage_cleared = after.is_none() || i % 13 == 0;
+                let storage = (0..(i % 5))
+                    .map(|slot| {
+                        let value = if (slot + block) % 4 == 0 { 0 } else { i + slot + block };
+                        (
+                            U256::from(slot),
+                            SlotChange { before: U256::ZERO, after: U256::from(value) },
+                        )
+                    })
+                    .filter(|_| after.is_some())
+                    .collect();
+                diff.accounts
+                    .insert(address, AccountDiff { before, after, storage_cleared, storage });
+            }
+            state.apply(&diff);
+            assert_eq!(state.state_root(), full_rebuild_root(&state), "block {block}");
+        }
     }
 
     #[test]

@@ -119,11 +119,9 @@ impl Store {
         })?;
         insert_transactions(&mut tx, block, senders).await?;
         write_state(&mut tx, &block.block.diff).await?;
-        let diff = serde_json::to_value(&block.block.diff)
-            .map_err(|e| StoreError::Corrupt(format!("state diff: {e}")))?;
-        sqlx::query("INSERT INTO state_diffs (block_number, diff) VALUES ($1, $2)")
+        sqlx::query("INSERT INTO state_diffs (block_number, encoded) VALUES ($1, $2)")
             .bind(to_i64(number))
-            .bind(diff)
+            .bind(block.block.diff.encode_binary())
             .execute(&mut *tx)
             .await?;
 
@@ -331,16 +329,19 @@ impl Store {
 
     /// The stored diff of a block.
     pub async fn state_diff(&self, number: u64) -> Result<Option<StateDiff>> {
-        let value: Option<serde_json::Value> =
-            sqlx::query_scalar("SELECT diff FROM state_diffs WHERE block_number = $1")
-                .bind(to_i64(number))
-                .fetch_optional(&self.pool)
-                .await?;
-        value
-            .map(|v| {
-                serde_json::from_value(v).map_err(|e| StoreError::Corrupt(format!("diff: {e}")))
-            })
-            .transpose()
+        let row = sqlx::query("SELECT encoded, diff FROM state_diffs WHERE block_number = $1")
+            .bind(to_i64(number))
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let corrupt =
+            |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("diff {number}: {e}"));
+        if let Some(encoded) = row.try_get::<Option<&[u8]>, _>("encoded")? {
+            return StateDiff::decode_binary(encoded).map(Some).map_err(|e| corrupt(&e));
+        }
+        // Written before binary diffs (migration 2).
+        let json: serde_json::Value = row.try_get("diff")?;
+        serde_json::from_value(json).map(Some).map_err(|e| corrupt(&e))
     }
 }
 

@@ -49,7 +49,7 @@ async fn genesis_is_written_once_and_guards_the_chain_identity() {
     let (config, _, genesis) = chain();
     db.store.init_genesis(config.chain_id, &genesis).await.unwrap();
     db.store.init_genesis(config.chain_id, &genesis).await.unwrap();
-    let (state, header, hash) = db.store.load_head_state().await.unwrap();
+    let (mut state, header, hash) = db.store.load_head_state().await.unwrap();
     assert_eq!(hash, genesis.hash);
     assert_eq!(header.number, 0);
     assert_eq!(state.state_root(), genesis.header.state_root);
@@ -113,7 +113,7 @@ async fn block_commit_is_atomic_fenced_and_reloads_to_the_same_root() {
     assert_eq!(stored.block_number, 1);
     assert_eq!(stored.index, 1);
     assert_eq!(stored.receipt.cumulative_gas_used(), 42_000);
-    let (loaded, header, hash) = db.store.load_head_state().await.unwrap();
+    let (mut loaded, header, hash) = db.store.load_head_state().await.unwrap();
     assert_eq!(hash, block.hash);
     assert_eq!(header.state_root, block.block.header.state_root);
     assert_eq!(loaded.state_root(), block.block.header.state_root);

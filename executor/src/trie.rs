@@ -1,0 +1,482 @@
+//! An in-memory Merkle-Patricia trie with cached node hashes, for state roots
+//! whose cost grows with what a block touches, not with the size of the state.
+//!
+//! Keys are 32-byte hashes (the secure trie of accounts and storage), so every
+//! key has 64 nibbles and values live only in leaves. Updates mark the path
+//! they touch dirty; [`MerkleTrie::root`] re-encodes and re-hashes only dirty
+//! nodes (the top of the trie in parallel) and keeps every other node's
+//! cached [`RlpNode`]. Node encoding and hashing are alloy-trie's, so the root
+//! is Ethereum's; tests check it against alloy-trie's `HashBuilder`.
+
+use alloy_primitives::{B256, keccak256};
+use alloy_trie::{
+    EMPTY_ROOT_HASH, Nibbles, TrieMask,
+    nodes::{BranchNodeRef, ExtensionNodeRef, LeafNodeRef, RlpNode},
+};
+use rayon::prelude::*;
+
+/// Dirty subtrees at most this deep are hashed on rayon's pool.
+const PARALLEL_DEPTH: usize = 2;
+/// Update batches at least this large run per subtree on rayon's pool.
+const PARALLEL_BATCH: usize = 256;
+
+/// A Merkle-Patricia trie over 32-byte keys; see the module docs.
+#[derive(Debug, Clone, Default)]
+pub struct MerkleTrie {
+    root: Node,
+    len: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+enum Node {
+    #[default]
+    Empty,
+    Leaf(Box<Leaf>),
+    Extension(Box<Extension>),
+    Branch(Box<Branch>),
+}
+
+#[derive(Debug, Clone)]
+struct Leaf {
+    /// The rest of the key below this node.
+    key: Nibbles,
+    value: Vec<u8>,
+    rlp: Option<RlpNode>,
+}
+
+#[derive(Debug, Clone)]
+struct Extension {
+    key: Nibbles,
+    child: Node,
+    rlp: Option<RlpNode>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Branch {
+    children: [Node; 16],
+    rlp: Option<RlpNode>,
+}
+
+impl MerkleTrie {
+    /// An empty trie.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of keys.
+    pub const fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the trie holds no key.
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Sets `key` to `value` (already RLP-encoded, non-empty).
+    pub fn insert(&mut self, key: B256, value: Vec<u8>) {
+        if self.root.insert(Nibbles::unpack(key), value) {
+            self.len += 1;
+        }
+    }
+
+    /// Removes `key`; returns whether it was present.
+    pub fn remove(&mut self, key: B256) -> bool {
+        let removed = self.root.remove(&Nibbles::unpack(key));
+        if removed {
+            self.len -= 1;
+        }
+        removed
+    }
+
+    /// Applies many updates (`Some(value)` sets, `None` removes; one update
+    /// per key). Large
+    /// batches update the root branch's sixteen subtrees in parallel.
+    pub fn update_many(&mut self, updates: Vec<(B256, Option<Vec<u8>>)>) {
+        let Node::Branch(branch) = &mut self.root else {
+            return self.update_sequentially(updates);
+        };
+        if updates.len() < PARALLEL_BATCH {
+            return self.update_sequentially(updates);
+        }
+        let mut by_nibble: Vec<Vec<(B256, Option<Vec<u8>>)>> = vec![Vec::new(); 16];
+        for update in updates {
+            by_nibble[usize::from(update.0[0] >> 4)].push(update);
+        }
+        branch.rlp = None;
+        let delta: isize = branch
+            .children
+            .par_iter_mut()
+            .zip(by_nibble)
+            .map(|(child, updates)| {
+                let mut delta = 0isize;
+                for (key, value) in updates {
+                    let rest = Nibbles::unpack(key).slice(1..);
+                    match value {
+                        Some(value) => delta += isize::from(child.insert(rest, value)),
+                        None => delta -= isize::from(child.remove(&rest)),
+                    }
+                }
+                delta
+            })
+            .sum();
+        self.len = self.len.saturating_add_signed(delta);
+        self.root.collapse_single_child_branch();
+    }
+
+    fn update_sequentially(&mut self, updates: Vec<(B256, Option<Vec<u8>>)>) {
+        for (key, value) in updates {
+            match value {
+                Some(value) => self.insert(key, value),
+                None => {
+                    self.remove(key);
+                }
+            }
+        }
+    }
+
+    /// The root hash, hashing only what changed since the last call.
+    pub fn root(&mut self) -> B256 {
+        if matches!(self.root, Node::Empty) {
+            return EMPTY_ROOT_HASH;
+        }
+        let rlp = self.root.rlp(0, &mut Vec::new());
+        rlp.as_hash().unwrap_or_else(|| keccak256(rlp.as_slice()))
+    }
+}
+
+impl Node {
+    fn leaf(key: Nibbles, value: Vec<u8>) -> Self {
+        Self::Leaf(Box::new(Leaf { key, value, rlp: None }))
+    }
+
+    /// Wraps `child` in an extension of `key`, unless `key` is empty.
+    fn extended(key: Nibbles, child: Self) -> Self {
+        if key.is_empty() {
+            child
+        } else {
+            Self::Extension(Box::new(Extension { key, child, rlp: None }))
+        }
+    }
+
+    /// A branch holding `a` and `b` below two different nibbles.
+    fn branch_of_two(a: (u8, Self), b: (u8, Self)) -> Self {
+        let mut branch = Branch::default();
+        branch.children[usize::from(a.0)] = a.1;
+        branch.children[usize::from(b.0)] = b.1;
+        Self::Branch(Box::new(branch))
+    }
+
+    /// Inserts below this node; returns whether the key is new.
+    fn insert(&mut self, key: Nibbles, value: Vec<u8>) -> bool {
+        match self {
+            Self::Empty => {
+                *self = Self::leaf(key, value);
+                true
+            }
+            Self::Leaf(leaf) => {
+                if leaf.key == key {
+                    leaf.value = value;
+                    leaf.rlp = None;
+                    return false;
+                }
+                // Keys have one length, so neither is a prefix of the other.
+                let common = leaf.key.common_prefix_length(&key);
+                let old = std::mem::take(self);
+                let Self::Leaf(old) = old else { unreachable!("matched a leaf") };
+                let old_nibble = old.key.get_unchecked(common);
+                let old_rest = old.key.slice(common + 1..);
+                let branch = Self::branch_of_two(
+                    (old_nibble, Self::leaf(old_rest, old.value)),
+                    (key.get_unchecked(common), Self::leaf(key.slice(common + 1..), value)),
+                );
+                *self = Self::extended(key.slice(..common), branch);
+                true
+            }
+            Self::Extension(extension) => {
+                let common = extension.key.common_prefix_length(&key);
+                if common == extension.key.len() {
+                    extension.rlp = None;
+                    return extension.child.insert(key.slice(common..), value);
+                }
+                let old = std::mem::take(self);
+                let Self::Extension(old) = old else { unreachable!("matched an extension") };
+                let old_nibble = old.key.get_unchecked(common);
+                let old_below = Self::extended(old.key.slice(common + 1..), old.child);
+                let branch = Self::branch_of_two(
+                    (old_nibble, old_below),
+                    (key.get_unchecked(common), Self::leaf(key.slice(common + 1..), value)),
+                );
+                *self = Self::extended(key.slice(..common), branch);
+                true
+            }
+            Self::Branch(branch) => {
+                branch.rlp = None;
+                let nibble = usize::from(key.get_unchecked(0));
+                branch.children[nibble].insert(key.slice(1..), value)
+            }
+        }
+    }
+
+    /// Removes `key` below this node, keeping the trie in canonical form (no
+    /// branch with one child, no extension above an extension or a leaf).
+    fn remove(&mut self, key: &Nibbles) -> bool {
+        match self {
+            Self::Empty => false,
+            Self::Leaf(leaf) => {
+                if leaf.key != *key {
+                    return false;
+                }
+                *self = Self::Empty;
+                true
+            }
+            Self::Extension(extension) => {
+                if !key.starts_with(&extension.key) {
+                    return false;
+                }
+                if !extension.child.remove(&key.slice(extension.key.len()..)) {
+                    return false;
+                }
+                let old = std::mem::take(self);
+                let Self::Extension(old) = old else { unreachable!("matched an extension") };
+                *self = Self::prefixed(old.key, old.child);
+                true
+            }
+            Self::Branch(branch) => {
+                let nibble = key.get_unchecked(0);
+                if !branch.children[usize::from(nibble)].remove(&key.slice(1..)) {
+                    return false;
+                }
+                branch.rlp = None;
+                self.collapse_single_child_branch();
+                true
+            }
+        }
+    }
+
+    /// A branch left with one child becomes that child below a one-nibble
+    /// prefix (or an empty node if it has none).
+    fn collapse_single_child_branch(&mut self) {
+        let Self::Branch(branch) = self else { return };
+        let mut present = branch
+            .children
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !matches!(c, Self::Empty))
+            .map(|(i, _)| i);
+        match (present.next(), present.next()) {
+            (None, _) => *self = Self::Empty,
+            (Some(only), None) => {
+                let child = std::mem::take(&mut branch.children[only]);
+                let mut prefix = Nibbles::new();
+                prefix.push(only as u8);
+                *self = Self::prefixed(prefix, child);
+            }
+            _ => {}
+        }
+    }
+
+    /// `child` reached through `prefix`, merged into canonical form.
+    fn prefixed(prefix: Nibbles, child: Self) -> Self {
+        match child {
+            Self::Empty => Self::Empty,
+            Self::Leaf(mut leaf) => {
+                leaf.key = prefix.join(&leaf.key);
+                leaf.rlp = None;
+                Self::Leaf(leaf)
+            }
+            Self::Extension(mut extension) => {
+                extension.key = prefix.join(&extension.key);
+                extension.rlp = None;
+                Self::Extension(extension)
+            }
+            branch @ Self::Branch(_) => Self::extended(prefix, branch),
+        }
+    }
+
+    /// This node's RLP reference (its encoding if shorter than 32 bytes, else
+    /// its hash), computed for dirty nodes and cached.
+    fn rlp(&mut self, depth: usize, buf: &mut Vec<u8>) -> RlpNode {
+        match self {
+            Self::Empty => RlpNode::from_rlp(&[alloy_rlp::EMPTY_STRING_CODE]),
+            Self::Leaf(leaf) => {
+                if let Some(rlp) = &leaf.rlp {
+                    return rlp.clone();
+                }
+                buf.clear();
+                let rlp = LeafNodeRef::new(&leaf.key, &leaf.value).rlp(buf);
+                leaf.rlp = Some(rlp.clone());
+                rlp
+            }
+            Self::Extension(extension) => {
+                if let Some(rlp) = &extension.rlp {
+                    return rlp.clone();
+                }
+                let depth = depth + extension.key.len();
+                let child = extension.child.rlp(depth, buf);
+                buf.clear();
+                let rlp = ExtensionNodeRef::new(&extension.key, &child).rlp(buf);
+                extension.rlp = Some(rlp.clone());
+                rlp
+            }
+            Self::Branch(branch) => {
+                if let Some(rlp) = &branch.rlp {
+                    return rlp.clone();
+                }
+                let mut mask = TrieMask::default();
+                for (i, child) in branch.children.iter().enumerate() {
+                    if !matches!(child, Self::Empty) {
+                        mask.set_bit(i as u8);
+                    }
+                }
+                let stack: Vec<RlpNode> = if depth < PARALLEL_DEPTH {
+                    branch
+                        .children
+                        .par_iter_mut()
+                        .filter(|c| !matches!(c, Self::Empty))
+                        .map_init(Vec::new, |buf, child| child.rlp(depth + 1, buf))
+                        .collect()
+                } else {
+                    branch
+                        .children
+                        .iter_mut()
+                        .filter(|c| !matches!(c, Self::Empty))
+                        .map(|child| child.rlp(depth + 1, buf))
+                        .collect()
+                };
+                buf.clear();
+                let rlp = BranchNodeRef::new(&stack, mask).rlp(buf);
+                branch.rlp = Some(rlp.clone());
+                rlp
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_trie::HashBuilder;
+    use std::collections::BTreeMap;
+
+    /// alloy-trie's root of the same map, built from sorted leaves.
+    fn reference_root(entries: &BTreeMap<B256, Vec<u8>>) -> B256 {
+        let mut builder = HashBuilder::default();
+        for (key, value) in entries {
+            builder.add_leaf(Nibbles::unpack(key), value);
+        }
+        builder.root()
+    }
+
+    /// A deterministic pseudo-random sequence (xorshift).
+    fn keys(seed: u64, n: usize) -> Vec<B256> {
+        let mut x = seed.max(1);
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                keccak256(x.to_be_bytes())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn empty_trie_has_the_empty_root() {
+        assert_eq!(MerkleTrie::new().root(), EMPTY_ROOT_HASH);
+    }
+
+    #[test]
+    fn matches_alloy_trie_through_inserts_updates_and_removals() {
+        let mut trie = MerkleTrie::new();
+        let mut reference = BTreeMap::new();
+        let all = keys(7, 3_000);
+        for (round, chunk) in all.chunks(500).enumerate() {
+            for (i, key) in chunk.iter().enumerate() {
+                // Short values give inline (< 32 byte) nodes, long ones hashed.
+                let value = vec![round as u8 + 1; 1 + i % 40];
+                trie.insert(*key, value.clone());
+                reference.insert(*key, value);
+            }
+            // Update some earlier keys and remove others.
+            for key in all.iter().take(round * 500).step_by(7) {
+                let value = vec![0xee, round as u8];
+                trie.insert(*key, value.clone());
+                reference.insert(*key, value);
+            }
+            for key in all.iter().take(round * 500).skip(3).step_by(11) {
+                assert_eq!(trie.remove(*key), reference.remove(key).is_some());
+            }
+            assert_eq!(trie.len(), reference.len());
+            assert_eq!(trie.root(), reference_root(&reference), "round {round}");
+        }
+        // Removing everything returns to the empty root.
+        for key in reference.keys() {
+            assert!(trie.remove(*key));
+        }
+        assert!(!trie.remove(all[0]));
+        assert_eq!(trie.root(), EMPTY_ROOT_HASH);
+        assert!(trie.is_empty());
+    }
+
+    #[test]
+    fn batched_updates_match_single_updates() {
+        let all = keys(11, 5_000);
+        let mut single = MerkleTrie::new();
+        let mut batched = MerkleTrie::new();
+        batched.update_many(all.iter().map(|k| (*k, Some(vec![1; 40]))).collect());
+        for key in &all {
+            single.insert(*key, vec![1; 40]);
+        }
+        assert_eq!(batched.root(), single.root());
+        // Updates and removals, then removal of all but one key.
+        let updates: Vec<_> = all
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (*k, (i % 3 != 0).then(|| vec![2; 1 + i % 50])))
+            .collect();
+        for (key, value) in updates.clone() {
+            match value {
+                Some(value) => single.insert(key, value),
+                None => {
+                    single.remove(key);
+                }
+            }
+        }
+        batched.update_many(updates);
+        assert_eq!(batched.len(), single.len());
+        assert_eq!(batched.root(), single.root());
+        let survivor = all[1];
+        batched.update_many(all.iter().filter(|k| **k != survivor).map(|k| (*k, None)).collect());
+        let mut reference = BTreeMap::new();
+        reference.insert(survivor, vec![2; 2]);
+        assert_eq!(batched.len(), 1);
+        assert_eq!(batched.root(), reference_root(&reference));
+    }
+
+    #[test]
+    fn keys_sharing_long_prefixes_collapse_correctly() {
+        // Keys that differ only in their last nibbles force long extensions.
+        let base = B256::repeat_byte(0xab);
+        let mut variants = Vec::new();
+        for last in [0x00u8, 0x01, 0x10, 0xff] {
+            let mut key = base;
+            key.0[31] = last;
+            variants.push(key);
+        }
+        let mut trie = MerkleTrie::new();
+        let mut reference = BTreeMap::new();
+        for key in &variants {
+            trie.insert(*key, vec![0x42; 33]);
+            reference.insert(*key, vec![0x42; 33]);
+            assert_eq!(trie.root(), reference_root(&reference));
+        }
+        for key in &variants {
+            trie.remove(*key);
+            reference.remove(key);
+            let expected =
+                if reference.is_empty() { EMPTY_ROOT_HASH } else { reference_root(&reference) };
+            assert_eq!(trie.root(), expected);
+        }
+    }
+}
