@@ -272,6 +272,46 @@ impl Default for StoredAccount {
     }
 }
 
+/// An account with Merkle proofs of it and of some of its storage slots
+/// (EIP-1186, `eth_getProof`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountProof {
+    /// The account (`None`: it does not exist; the proof shows its absence).
+    pub account: Option<BasicAccount>,
+    /// Root of the account's storage trie.
+    pub storage_root: B256,
+    /// Nodes from the state root to the account.
+    pub account_proof: Vec<Bytes>,
+    /// Per requested slot: the slot, its value and nodes from the storage root.
+    pub storage_proofs: Vec<(U256, U256, Vec<Bytes>)>,
+}
+
+impl MemoryState {
+    /// Proofs of `address` and `slots` against [`MemoryState::state_root`]
+    /// (which this first brings up to date).
+    pub fn proof(&mut self, address: Address, slots: &[U256]) -> AccountProof {
+        self.state_root();
+        let account_proof = self.account_trie.proof(keccak256(address));
+        let stored = self.accounts.get(&address).filter(|s| s.info.is_some());
+        let storage_proofs = slots
+            .iter()
+            .map(|slot| {
+                let value = stored.and_then(|s| s.storage.get(slot).copied()).unwrap_or_default();
+                let proof = stored
+                    .map(|s| s.storage_trie.proof(keccak256(B256::from(*slot))))
+                    .unwrap_or_default();
+                (*slot, value, proof)
+            })
+            .collect();
+        AccountProof {
+            account: stored.and_then(|s| s.info),
+            storage_root: stored.map_or(EMPTY_ROOT_HASH, |s| s.storage_root),
+            account_proof,
+            storage_proofs,
+        }
+    }
+}
+
 fn set_slot(stored: &mut StoredAccount, slot: U256, value: U256) {
     stored.storage_dirty = true;
     let key = keccak256(B256::from(slot));

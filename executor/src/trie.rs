@@ -8,7 +8,8 @@
 //! cached [`RlpNode`]. Node encoding and hashing are alloy-trie's, so the root
 //! is Ethereum's; tests check it against alloy-trie's `HashBuilder`.
 
-use alloy_primitives::{B256, keccak256};
+use alloy_primitives::{B256, Bytes, keccak256};
+use alloy_rlp::Encodable;
 use alloy_trie::{
     EMPTY_ROOT_HASH, Nibbles, TrieMask,
     nodes::{BranchNodeRef, ExtensionNodeRef, LeafNodeRef, RlpNode},
@@ -145,7 +146,76 @@ impl MerkleTrie {
     }
 }
 
+impl MerkleTrie {
+    /// The Merkle proof of `key` (present or absent): the RLP of every node
+    /// on its path from the root, as `eth_getProof` returns it. Hashes must be
+    /// current: call [`MerkleTrie::root`] after the last update.
+    pub fn proof(&self, key: B256) -> Vec<Bytes> {
+        let mut proof = Vec::new();
+        let mut buf = Vec::new();
+        let mut node = &self.root;
+        let mut rest = Nibbles::unpack(key);
+        loop {
+            buf.clear();
+            match node {
+                Node::Empty => return proof,
+                Node::Leaf(leaf) => {
+                    LeafNodeRef::new(&leaf.key, &leaf.value).encode(&mut buf);
+                    proof.push(Bytes::copy_from_slice(&buf));
+                    return proof;
+                }
+                Node::Extension(extension) => {
+                    let child = extension.child.cached_rlp();
+                    ExtensionNodeRef::new(&extension.key, &child).encode(&mut buf);
+                    proof.push(Bytes::copy_from_slice(&buf));
+                    if !rest.starts_with(&extension.key) {
+                        return proof;
+                    }
+                    rest = rest.slice(extension.key.len()..);
+                    node = &extension.child;
+                }
+                Node::Branch(branch) => {
+                    let (stack, mask) = branch.child_stack();
+                    BranchNodeRef::new(&stack, mask).encode(&mut buf);
+                    proof.push(Bytes::copy_from_slice(&buf));
+                    node = &branch.children[usize::from(rest.get_unchecked(0))];
+                    rest = rest.slice(1..);
+                }
+            }
+        }
+    }
+}
+
+impl Branch {
+    /// The present children's cached references and their mask.
+    fn child_stack(&self) -> (Vec<RlpNode>, TrieMask) {
+        let mut mask = TrieMask::default();
+        let mut stack = Vec::new();
+        for (i, child) in self.children.iter().enumerate() {
+            if !matches!(child, Node::Empty) {
+                mask.set_bit(i as u8);
+                stack.push(child.cached_rlp());
+            }
+        }
+        (stack, mask)
+    }
+}
+
 impl Node {
+    /// This node's cached reference.
+    ///
+    /// # Panics
+    /// If hashes are stale (a [`MerkleTrie::root`] call is missing).
+    fn cached_rlp(&self) -> RlpNode {
+        let cached = match self {
+            Self::Empty => None,
+            Self::Leaf(leaf) => leaf.rlp.clone(),
+            Self::Extension(extension) => extension.rlp.clone(),
+            Self::Branch(branch) => branch.rlp.clone(),
+        };
+        cached.expect("trie hashes are current: call root() before proof()")
+    }
+
     fn leaf(key: Nibbles, value: Vec<u8>) -> Self {
         Self::Leaf(Box::new(Leaf { key, value, rlp: None }))
     }
@@ -452,6 +522,34 @@ mod tests {
         reference.insert(survivor, vec![2; 2]);
         assert_eq!(batched.len(), 1);
         assert_eq!(batched.root(), reference_root(&reference));
+    }
+
+    #[test]
+    fn proofs_verify_with_alloy_for_present_and_absent_keys() {
+        let all = keys(5, 2_000);
+        let mut trie = MerkleTrie::new();
+        for (i, key) in all.iter().enumerate().skip(1) {
+            trie.insert(*key, vec![7; 1 + i % 40]);
+        }
+        let root = trie.root();
+        for (i, key) in all.iter().enumerate().take(200) {
+            let expected = (i > 0).then(|| vec![7; 1 + i % 40]);
+            alloy_trie::proof::verify_proof(
+                root,
+                Nibbles::unpack(key),
+                expected,
+                &trie.proof(*key),
+            )
+            .unwrap_or_else(|e| panic!("key {i}: {e}"));
+        }
+        // A proof does not verify for a value the trie does not hold.
+        let wrong = alloy_trie::proof::verify_proof(
+            root,
+            Nibbles::unpack(all[5]),
+            Some(vec![8; 6]),
+            &trie.proof(all[5]),
+        );
+        assert!(wrong.is_err());
     }
 
     #[test]

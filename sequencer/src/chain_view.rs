@@ -8,8 +8,8 @@
 use crate::pool::{PoolLimits, TxPool};
 use alloy_consensus::Header;
 use alloy_eips::Decodable2718;
-use alloy_primitives::B256;
-use rollup_executor::{MemoryState, StateDiff};
+use alloy_primitives::{Address, B256, U256};
+use rollup_executor::{MemoryState, StateDiff, state::AccountProof};
 use rollup_store::Store;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
@@ -91,6 +91,14 @@ impl ChainView {
         }
         self.pool.on_block(diff);
         self.updates.send_replace(number);
+    }
+
+    /// EIP-1186 proofs of `address` and `slots` at the head. Briefly takes
+    /// the write lock: hashes changed since the last proof are brought up to
+    /// date first.
+    pub fn proof(&self, address: Address, slots: &[U256]) -> AccountProof {
+        let mut head = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        head.state.proof(address, slots)
     }
 
     /// Subscribes to head changes (the new head number).

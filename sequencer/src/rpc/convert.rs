@@ -6,7 +6,7 @@ use alloy::rpc::types::{
 };
 use alloy_consensus::{ReceiptEnvelope, Transaction as _, TxEnvelope, transaction::Recovered};
 use alloy_eips::Decodable2718;
-use alloy_primitives::U256;
+use alloy_primitives::{Address, U256};
 use alloy_rlp::Encodable;
 use rollup_store::{StoredBlock, StoredTransaction};
 
@@ -101,4 +101,33 @@ pub(super) fn block(
         transactions,
         withdrawals: Some(Default::default()),
     })
+}
+
+/// An EIP-1186 proof response.
+pub(super) fn account_proof(
+    address: Address,
+    proof: rollup_executor::state::AccountProof,
+) -> alloy::rpc::types::EIP1186AccountProofResponse {
+    let account = proof.account.unwrap_or(rollup_executor::state::BasicAccount {
+        nonce: 0,
+        balance: U256::ZERO,
+        code_hash: alloy::consensus::constants::KECCAK_EMPTY,
+    });
+    alloy::rpc::types::EIP1186AccountProofResponse {
+        address,
+        balance: account.balance,
+        code_hash: account.code_hash,
+        nonce: account.nonce,
+        storage_hash: proof.storage_root,
+        account_proof: proof.account_proof,
+        storage_proof: proof
+            .storage_proofs
+            .into_iter()
+            .map(|(slot, value, nodes)| alloy::rpc::types::EIP1186StorageProof {
+                key: alloy::serde::storage::JsonStorageKey::Hash(slot.into()),
+                value,
+                proof: nodes,
+            })
+            .collect(),
+    }
 }

@@ -2,7 +2,7 @@
 
 use super::{
     Params, RpcContext, convert,
-    error::{METHOD_NOT_FOUND, RpcError, SERVER_ERROR},
+    error::{LIMIT_EXCEEDED, METHOD_NOT_FOUND, RpcError, SERVER_ERROR},
     evm_call,
 };
 use crate::{admission, pool::Admitted};
@@ -12,6 +12,9 @@ use alloy_primitives::{Address, B256, Bytes, U64, U256};
 use revm::DatabaseRef;
 use rollup_store::mempool::MempoolStatus;
 use serde_json::{Value, json};
+
+/// Most storage keys one `eth_getProof` call may ask for.
+pub(super) const MAX_PROOF_SLOTS: usize = 1_024;
 
 /// Methods this node serves (also the metric labels).
 pub const METHODS: &[&str] = &[
@@ -37,7 +40,9 @@ pub const METHODS: &[&str] = &[
     "eth_accounts",
     "eth_sendRawTransactionSync",
     "eth_getLogs",
+    "eth_getProof",
     "rollup_getTransactionStatus",
+    "rollup_getStateDiff",
     "admin_pauseSequencing",
     "admin_resumeSequencing",
     "admin_dropTransaction",
@@ -230,6 +235,27 @@ pub(super) async fn dispatch(
             params.at_most(1)?;
             let filter: Filter = params.required(0, "filter")?;
             get_logs(ctx, &filter).await
+        }
+        "eth_getProof" => {
+            params.at_most(3)?;
+            let address: Address = params.required(0, "address")?;
+            let slots: Vec<alloy::serde::storage::JsonStorageKey> =
+                params.required(1, "storageKeys")?;
+            if slots.len() > MAX_PROOF_SLOTS {
+                return Err(RpcError::new(
+                    LIMIT_EXCEEDED,
+                    format!("at most {MAX_PROOF_SLOTS} storage keys per proof"),
+                ));
+            }
+            head_state(ctx, &params, 2)?;
+            let slots: Vec<U256> = slots.iter().map(|k| k.as_b256().into()).collect();
+            let proof = ctx.view.proof(address, &slots);
+            Ok(json!(convert::account_proof(address, proof)))
+        }
+        "rollup_getStateDiff" => {
+            params.at_most(1)?;
+            let number: U64 = params.required(0, "blockNumber")?;
+            Ok(json!(ctx.store.state_diff(number.to()).await?))
         }
         "rollup_getTransactionStatus" => {
             params.at_most(1)?;

@@ -5,7 +5,7 @@ use alloy::{
     consensus::TxEnvelope,
     eips::{BlockNumberOrTag, Decodable2718, Encodable2718},
     network::{NetworkTransactionBuilder, TransactionBuilder},
-    primitives::{Address, B256, Bytes, U256, address, hex, keccak256},
+    primitives::{Address, B256, Bytes, U64, U256, address, hex, keccak256},
     providers::Provider,
     rpc::types::{Filter, TransactionRequest},
 };
@@ -185,6 +185,76 @@ async fn transaction_reaches_l1_and_the_chain_rederives_from_l1() {
     let metrics = reqwest::get(&net.metrics_url).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("rollup_blocks_produced_total"), "{metrics}");
     assert!(metrics.contains("rollup_batches_posted_total"));
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proofs_verify_against_the_state_root_with_alloy() {
+    // alloy's own verifier, independent of the code that built the proofs.
+    use alloy::consensus::constants::KECCAK_EMPTY;
+    use alloy_trie::{Nibbles, TrieAccount, proof::verify_proof};
+    let net = TestNet::start(10).await;
+    let (l2, signer) = net.l2_wallet(2);
+    // Init code: SSTORE(0, 42), SSTORE(1, 7); runtime: one STOP byte.
+    let init = hex!("602a600055600760015560016000f3");
+    let deploy = TransactionRequest::default().with_deploy_code(init.to_vec());
+    let receipt = l2.send_transaction(deploy).await.unwrap().get_receipt().await.unwrap();
+    let contract = receipt.contract_address.expect("created");
+    let absent = Address::repeat_byte(0x99);
+
+    let head = l2.get_block_number().await.unwrap();
+    let keys = vec![B256::ZERO, B256::with_last_byte(1), B256::with_last_byte(2)];
+    let proof = l2.get_proof(contract, keys.clone()).await.unwrap();
+    let sender_proof = l2.get_proof(signer.address(), vec![]).await.unwrap();
+    let absent_proof = l2.get_proof(absent, vec![]).await.unwrap();
+    assert_eq!(l2.get_block_number().await.unwrap(), head, "no block in between");
+    let root = l2
+        .get_block_by_number(BlockNumberOrTag::Number(head))
+        .await
+        .unwrap()
+        .unwrap()
+        .header
+        .state_root;
+
+    // Accounts: the proof's leaf is the RLP of (nonce, balance, storage root, code hash).
+    for p in [&proof, &sender_proof] {
+        let account = TrieAccount {
+            nonce: p.nonce,
+            balance: p.balance,
+            storage_root: p.storage_hash,
+            code_hash: p.code_hash,
+        };
+        let key = Nibbles::unpack(keccak256(p.address));
+        verify_proof(root, key, Some(alloy::rlp::encode(account)), &p.account_proof)
+            .unwrap_or_else(|e| panic!("account proof of {}: {e}", p.address));
+    }
+    assert_eq!(sender_proof.nonce, 1);
+    assert_eq!(sender_proof.code_hash, KECCAK_EMPTY);
+    // An absent account: the proof shows the key is not in the trie.
+    verify_proof(root, Nibbles::unpack(keccak256(absent)), None, &absent_proof.account_proof)
+        .expect("exclusion proof");
+    assert_eq!(absent_proof.balance, U256::ZERO);
+
+    // Storage: slots 0 and 1 hold 42 and 7, slot 2 is absent.
+    let values: Vec<U256> = proof.storage_proof.iter().map(|s| s.value).collect();
+    assert_eq!(values, [U256::from(42), U256::from(7), U256::ZERO]);
+    for (slot, storage) in keys.iter().zip(&proof.storage_proof) {
+        let expected = (!storage.value.is_zero()).then(|| alloy::rlp::encode(storage.value));
+        verify_proof(
+            proof.storage_hash,
+            Nibbles::unpack(keccak256(slot)),
+            expected,
+            &storage.proof,
+        )
+        .unwrap_or_else(|e| panic!("storage proof of {slot}: {e}"));
+    }
+
+    // The block's stored diff shows the new slots.
+    let number = receipt.block_number.unwrap();
+    let diff: serde_json::Value =
+        l2.raw_request("rollup_getStateDiff".into(), (U64::from(number),)).await.unwrap();
+    let slots = &diff["accounts"][contract.to_string().to_lowercase()]["storage"];
+    assert!(slots.as_object().is_some_and(|s| s.len() == 2), "{diff}");
     net.stop().await;
 }
 
