@@ -29,6 +29,7 @@ pub mod config;
 mod diff_codec;
 pub mod engine;
 pub mod genesis;
+pub mod history;
 pub mod state;
 pub mod trie;
 pub mod tx;

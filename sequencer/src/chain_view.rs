@@ -9,7 +9,7 @@ use crate::pool::{PoolLimits, TxPool};
 use alloy_consensus::Header;
 use alloy_eips::Decodable2718;
 use alloy_primitives::{Address, B256, U256};
-use rollup_executor::{MemoryState, StateDiff, state::AccountProof};
+use rollup_executor::{MemoryState, StateDiff, history::HistoricalState, state::AccountProof};
 use rollup_store::Store;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
@@ -23,12 +23,43 @@ pub struct Head {
     pub hash: B256,
     /// The state after the head block.
     pub state: MemoryState,
+    /// Diffs of the most recent blocks, oldest first, ending at the head:
+    /// what historical reads undo.
+    pub history: Vec<(u64, Arc<StateDiff>)>,
+}
+
+/// Blocks of state history a view keeps by default.
+pub const DEFAULT_HISTORY_BLOCKS: usize = 1_024;
+
+impl Head {
+    /// The head block's number.
+    pub const fn number(&self) -> u64 {
+        self.header.number
+    }
+
+    /// The state after block `number`, if it is the head or within the
+    /// history window.
+    pub fn state_at(&self, number: u64) -> Option<HistoricalState<'_>> {
+        let head = self.header.number;
+        if number > head {
+            return None;
+        }
+        let undo = (head - number) as usize;
+        let later = self.history.len().checked_sub(undo).map(|start| &self.history[start..])?;
+        Some(HistoricalState::new(&self.state, later))
+    }
+
+    /// The oldest block whose state [`Head::state_at`] can serve.
+    pub fn oldest_state(&self) -> u64 {
+        self.header.number - self.history.len() as u64
+    }
 }
 
 /// Shared, read-mostly view of the head.
 #[derive(Debug, Clone)]
 pub struct ChainView {
     inner: Arc<RwLock<Head>>,
+    history_blocks: usize,
     updates: Arc<tokio::sync::watch::Sender<u64>>,
     pool: Arc<TxPool>,
 }
@@ -39,15 +70,31 @@ impl ChainView {
         let number = head.header.number;
         Self {
             inner: Arc::new(RwLock::new(head)),
+            history_blocks: DEFAULT_HISTORY_BLOCKS,
             updates: Arc::new(tokio::sync::watch::channel(number).0),
             pool: Arc::new(TxPool::new(limits)),
         }
     }
 
-    /// Loads the head from the store and indexes the pending transactions.
-    pub async fn load(store: &Store, limits: PoolLimits) -> rollup_store::Result<Self> {
+    /// Loads the head from the store, the diffs of up to `history_blocks`
+    /// recent blocks, and indexes the pending transactions.
+    pub async fn load(
+        store: &Store,
+        limits: PoolLimits,
+        history_blocks: usize,
+    ) -> rollup_store::Result<Self> {
         let (state, header, hash) = store.load_head_state().await?;
-        let view = Self::new(Head { header, hash, state }, limits);
+        let mut history = Vec::new();
+        let head_number = header.number;
+        for number in (head_number + 1).saturating_sub(history_blocks as u64).max(1)..=head_number {
+            match store.state_diff(number).await? {
+                Some(diff) => history.push((number, Arc::new(diff))),
+                // Pruned: the window starts after it.
+                None => history.clear(),
+            }
+        }
+        let mut view = Self::new(Head { header, hash, state, history }, limits);
+        view.history_blocks = history_blocks;
         let pending = store.pending_transactions(limits.max_total as i64).await?;
         for pending in pending {
             let Ok(tx) = alloy_consensus::TxEnvelope::decode_2718_exact(&pending.raw) else {
@@ -86,6 +133,11 @@ impl ChainView {
             }
             head.state.apply(diff);
             head.state.insert_block_hash(number, hash);
+            if self.history_blocks > 0 {
+                head.history.push((number, Arc::new(diff.clone())));
+                let excess = head.history.len().saturating_sub(self.history_blocks);
+                head.history.drain(..excess);
+            }
             head.header = header;
             head.hash = hash;
         }

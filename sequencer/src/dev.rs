@@ -27,7 +27,7 @@ use sqlx::Connection;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 /// Balance of every funded dev account (10,000 ETH).
-const DEV_BALANCE_WEI: u128 = 10_000 * 10u128.pow(18);
+pub const DEV_BALANCE_WEI: u128 = 10_000 * 10u128.pow(18);
 
 /// Options of the dev network.
 #[derive(Debug, Clone)]
@@ -108,6 +108,7 @@ pub async fn run(options: DevOptions) -> eyre::Result<()> {
             batch_interval: Duration::from_secs(1),
             suggested_priority_fee: 1_000_000,
             pool_limits: crate::pool::PoolLimits::default(),
+            state_history_blocks: crate::chain_view::DEFAULT_HISTORY_BLOCKS,
             rpc_limits: crate::rpc::limits::RpcLimits::default(),
         },
         shutdown,

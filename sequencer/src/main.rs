@@ -95,6 +95,10 @@ enum Command {
         /// Seconds a transaction may wait before it is dropped as expired.
         #[arg(long, env = "POOL_LIFETIME_SECS", default_value_t = 3 * 3600)]
         pool_lifetime_secs: u64,
+        /// Recent blocks whose state the read methods serve (history kept in
+        /// memory as diffs).
+        #[arg(long, env = "STATE_HISTORY_BLOCKS", default_value_t = rollup_sequencer::chain_view::DEFAULT_HISTORY_BLOCKS)]
+        state_history_blocks: usize,
         /// Sustained JSON-RPC requests per second per client IP.
         #[arg(long, env = "RATE_LIMIT_PER_SECOND", default_value_t = 20_000)]
         rate_limit_per_second: u32,
@@ -177,6 +181,7 @@ async fn main() -> eyre::Result<()> {
             pool_max_per_sender,
             pool_max_total,
             pool_lifetime_secs,
+            state_history_blocks,
             rate_limit_per_second,
             rate_limit_burst,
             max_in_flight,
@@ -210,6 +215,7 @@ async fn main() -> eyre::Result<()> {
                     lifetime: Duration::from_secs(pool_lifetime_secs),
                     ..PoolLimits::default()
                 },
+                state_history_blocks,
                 rpc_limits: RpcLimits {
                     rate_per_second: rate_limit_per_second,
                     burst: rate_limit_burst,

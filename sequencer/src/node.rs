@@ -76,6 +76,8 @@ pub struct NodeOptions {
     pub suggested_priority_fee: u128,
     /// Mempool limits.
     pub pool_limits: crate::pool::PoolLimits,
+    /// Recent blocks whose state the read methods serve.
+    pub state_history_blocks: usize,
     /// JSON-RPC server limits and admin token.
     pub rpc_limits: crate::rpc::limits::RpcLimits,
 }
@@ -123,7 +125,7 @@ pub async fn start(
 
     let metrics = NodeMetrics::new()?;
     let l1_metrics = L1Metrics::new(&metrics.registry)?;
-    let view = ChainView::load(&store, options.pool_limits).await?;
+    let view = ChainView::load(&store, options.pool_limits, options.state_history_blocks).await?;
     metrics.head_block.set(view.number() as i64);
     let mut tasks = JoinSet::new();
 

@@ -5,11 +5,12 @@ use super::{
     error::{LIMIT_EXCEEDED, METHOD_NOT_FOUND, RpcError, SERVER_ERROR},
     evm_call,
 };
-use crate::{admission, pool::Admitted};
+use crate::{admission, chain_view::Head, pool::Admitted};
 use alloy::rpc::types::{FeeHistory, Filter, FilterBlockOption, Log, TransactionRequest};
 use alloy_eips::{BlockId, BlockNumberOrTag};
 use alloy_primitives::{Address, B256, Bytes, U64, U256};
 use revm::DatabaseRef;
+use rollup_executor::history::HistoricalState;
 use rollup_store::mempool::MempoolStatus;
 use serde_json::{Value, json};
 
@@ -133,16 +134,20 @@ pub(super) async fn dispatch(
         "eth_getBalance" => {
             params.at_most(2)?;
             let address: Address = params.required(0, "address")?;
-            head_state(ctx, &params, 1)?;
-            let balance = ctx.view.read().state.account(&address).map_or(U256::ZERO, |a| a.balance);
+            let at = block_of_state(ctx, &params, 1).await?;
+            let head = ctx.view.read();
+            let balance = state_at(&head, at)?.account(&address).map_or(U256::ZERO, |a| a.balance);
             Ok(json!(balance))
         }
         "eth_getTransactionCount" => {
             params.at_most(2)?;
             let address: Address = params.required(0, "address")?;
-            let pending = head_state(ctx, &params, 1)?;
-            let mut nonce = ctx.view.read().state.account(&address).map_or(0, |a| a.nonce);
-            if pending {
+            let at = block_of_state(ctx, &params, 1).await?;
+            let mut nonce = {
+                let head = ctx.view.read();
+                state_at(&head, at)?.account(&address).map_or(0, |a| a.nonce)
+            };
+            if at == StateAt::Pending {
                 nonce = ctx.store.pending_nonce(address, nonce).await?;
             }
             Ok(json!(U64::from(nonce)))
@@ -150,11 +155,11 @@ pub(super) async fn dispatch(
         "eth_getCode" => {
             params.at_most(2)?;
             let address: Address = params.required(0, "address")?;
-            head_state(ctx, &params, 1)?;
+            let at = block_of_state(ctx, &params, 1).await?;
             let head = ctx.view.read();
-            let code = match head.state.account(&address) {
-                Some(account) => head
-                    .state
+            let state = state_at(&head, at)?;
+            let code = match state.account(&address) {
+                Some(account) => state
                     .code_by_hash_ref(account.code_hash)
                     .map(|c| c.original_bytes())
                     .unwrap_or_default(),
@@ -166,8 +171,11 @@ pub(super) async fn dispatch(
             params.at_most(3)?;
             let address: Address = params.required(0, "address")?;
             let slot: U256 = params.required(1, "slot")?;
-            head_state(ctx, &params, 2)?;
-            let value = ctx.view.read().state.storage_ref(address, slot).unwrap_or_default();
+            let at = block_of_state(ctx, &params, 2).await?;
+            let head = ctx.view.read();
+            let value = state_at(&head, at)?
+                .storage(address, slot)
+                .map_err(|e| RpcError::new(SERVER_ERROR, e.to_string()))?;
             Ok(json!(B256::from(value)))
         }
         "eth_gasPrice" => {
@@ -280,8 +288,78 @@ fn resolve_number(ctx: &RpcContext, tag: BlockNumberOrTag) -> Option<u64> {
     }
 }
 
-/// Checks that the block parameter at `index` names the head state (historical
-/// state reads arrive with the state issue); returns whether it says `pending`.
+/// Which state a read method's block parameter names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StateAt {
+    /// The head (`latest`, `safe`, `finalized`, or its number or hash).
+    Head,
+    /// The head plus the pool (`pending`): the head state, pending nonces.
+    Pending,
+    /// The state after an earlier block.
+    Past(u64),
+}
+
+/// Resolves the optional block parameter at `index` of a state read.
+async fn block_of_state(
+    ctx: &RpcContext,
+    params: &Params,
+    index: usize,
+) -> Result<StateAt, RpcError> {
+    let id: Option<BlockId> = params.optional(index, "block")?;
+    let (head_number, head_hash) = {
+        let head = ctx.view.read();
+        (head.number(), head.hash)
+    };
+    let number = match id {
+        None
+        | Some(BlockId::Number(
+            BlockNumberOrTag::Latest | BlockNumberOrTag::Safe | BlockNumberOrTag::Finalized,
+        )) => return Ok(StateAt::Head),
+        Some(BlockId::Number(BlockNumberOrTag::Pending)) => return Ok(StateAt::Pending),
+        Some(BlockId::Number(BlockNumberOrTag::Earliest)) => 0,
+        Some(BlockId::Number(BlockNumberOrTag::Number(n))) => n,
+        Some(BlockId::Hash(hash)) if hash.block_hash == head_hash => return Ok(StateAt::Head),
+        Some(BlockId::Hash(hash)) => match ctx.store.block_by_hash(hash.block_hash).await? {
+            Some(block) => block.header.number,
+            None => {
+                return Err(RpcError::new(
+                    SERVER_ERROR,
+                    format!("block {} not found", hash.block_hash),
+                ));
+            }
+        },
+    };
+    match number.cmp(&head_number) {
+        std::cmp::Ordering::Equal => Ok(StateAt::Head),
+        std::cmp::Ordering::Less => Ok(StateAt::Past(number)),
+        std::cmp::Ordering::Greater => Err(RpcError::new(
+            SERVER_ERROR,
+            format!("block {number} not found; the head is block {head_number}"),
+        )),
+    }
+}
+
+/// The state a read answers from. The head may have moved since
+/// [`block_of_state`]; past states are looked up by number, so that is fine.
+fn state_at(head: &Head, at: StateAt) -> Result<HistoricalState<'_>, RpcError> {
+    let number = match at {
+        StateAt::Head | StateAt::Pending => head.number(),
+        StateAt::Past(number) => number,
+    };
+    head.state_at(number).ok_or_else(|| {
+        RpcError::new(
+            SERVER_ERROR,
+            format!(
+                "historical state is not available for block {number}; this node serves blocks {} to {}",
+                head.oldest_state(),
+                head.number()
+            ),
+        )
+    })
+}
+
+/// Checks that the block parameter at `index` names the head state (calls
+/// and proofs are served at the head); returns whether it says `pending`.
 fn head_state(ctx: &RpcContext, params: &Params, index: usize) -> Result<bool, RpcError> {
     let id: Option<BlockId> = params.optional(index, "block")?;
     let head = ctx.view.read();
@@ -296,7 +374,7 @@ fn head_state(ctx: &RpcContext, params: &Params, index: usize) -> Result<bool, R
         Some(other) => Err(RpcError::new(
             SERVER_ERROR,
             format!(
-                "historical state is not available ({other}); the head is block {}",
+                "calls and proofs are served at the head only ({other}); the head is block {}",
                 head.header.number
             ),
         )),

@@ -145,6 +145,7 @@ fn node_options(
         batch_interval: Duration::from_millis(500),
         suggested_priority_fee: 1_000_000,
         pool_limits: rollup_sequencer::pool::PoolLimits::default(),
+        state_history_blocks: rollup_sequencer::chain_view::DEFAULT_HISTORY_BLOCKS,
         rpc_limits: RpcLimits::default(),
     }
 }

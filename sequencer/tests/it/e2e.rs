@@ -3,7 +3,7 @@
 use crate::common::{TestNet, eventually, signed_transfer};
 use alloy::{
     consensus::TxEnvelope,
-    eips::{BlockNumberOrTag, Decodable2718, Encodable2718},
+    eips::{BlockId, BlockNumberOrTag, Decodable2718, Encodable2718},
     network::{NetworkTransactionBuilder, TransactionBuilder},
     primitives::{Address, B256, Bytes, U64, U256, address, hex, keccak256},
     providers::Provider,
@@ -249,8 +249,24 @@ async fn proofs_verify_against_the_state_root_with_alloy() {
         .unwrap_or_else(|e| panic!("storage proof of {slot}: {e}"));
     }
 
-    // The block's stored diff shows the new slots.
+    // Historical reads: before the deploy block there was no contract, and
+    // at genesis the sender had its genesis balance and nonce 0.
     let number = receipt.block_number.unwrap();
+    let before = BlockId::number(number - 1);
+    assert!(l2.get_code_at(contract).block_id(before).await.unwrap().is_empty());
+    assert_eq!(l2.get_code_at(contract).await.unwrap().as_ref(), &[0x00]);
+    let slot0 = l2.get_storage_at(contract, U256::ZERO);
+    assert_eq!(slot0.block_id(before).await.unwrap(), U256::ZERO);
+    assert_eq!(l2.get_storage_at(contract, U256::ZERO).await.unwrap(), U256::from(42));
+    let genesis = BlockId::number(0);
+    assert_eq!(l2.get_transaction_count(signer.address()).block_id(genesis).await.unwrap(), 0);
+    assert_eq!(
+        l2.get_balance(signer.address()).block_id(genesis).await.unwrap(),
+        U256::from(rollup_sequencer::dev::DEV_BALANCE_WEI)
+    );
+    assert!(l2.get_balance(signer.address()).block_id(BlockId::number(head + 5)).await.is_err());
+
+    // The block's stored diff shows the new slots.
     let diff: serde_json::Value =
         l2.raw_request("rollup_getStateDiff".into(), (U64::from(number),)).await.unwrap();
     let slots = &diff["accounts"][contract.to_string().to_lowercase()]["storage"];
