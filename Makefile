@@ -27,6 +27,7 @@ test: deps
 
 ## test-long: the same suite with long loops turned up.
 test-long: export PROPTEST_CASES = 20000
+test-long: export FAULT_ROUNDS = 5
 test-long: test
 
 ## bench-ingress: accepted tx/s of our node (Postgres fsync on) against anvil

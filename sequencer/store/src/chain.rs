@@ -99,6 +99,7 @@ impl Store {
     ) -> Result<()> {
         let header = &block.block.header;
         let number = header.number;
+        crate::failpoint::hit("commit:begin");
         let mut tx = self.pool.begin().await?;
         let head = sqlx::query("SELECT number, hash FROM blocks ORDER BY number DESC LIMIT 1")
             .fetch_one(&mut *tx)
@@ -117,8 +118,11 @@ impl Store {
             }
             other => other,
         })?;
+        crate::failpoint::hit("commit:after_block");
         insert_transactions(&mut tx, block, senders).await?;
+        crate::failpoint::hit("commit:after_transactions");
         write_state(&mut tx, &block.block.diff).await?;
+        crate::failpoint::hit("commit:after_state");
         sqlx::query("INSERT INTO state_diffs (block_number, encoded) VALUES ($1, $2)")
             .bind(to_i64(number))
             .bind(block.block.diff.encode_binary())
@@ -133,7 +137,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         mark_dropped(&mut tx, dropped).await?;
+        crate::failpoint::hit("commit:before_commit");
         tx.commit().await?;
+        crate::failpoint::hit("commit:after_commit");
         Ok(())
     }
 

@@ -12,6 +12,7 @@
 //!   nor repeat L1 work.
 
 pub mod chain;
+pub mod failpoint;
 pub mod mempool;
 pub mod progress;
 #[cfg(feature = "test-utils")]

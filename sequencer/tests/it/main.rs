@@ -8,4 +8,5 @@ mod failover;
 mod fuzz;
 mod protection;
 mod rpc_input;
+mod state_faults;
 mod transaction_tests;
