@@ -99,6 +99,10 @@ enum Command {
         /// memory as diffs).
         #[arg(long, env = "STATE_HISTORY_BLOCKS", default_value_t = rollup_sequencer::chain_view::DEFAULT_HISTORY_BLOCKS)]
         state_history_blocks: usize,
+        /// Keep the state diffs of this many recent blocks, prune older ones
+        /// (unset: keep all). At least STATE_HISTORY_BLOCKS.
+        #[arg(long, env = "DIFF_RETENTION_BLOCKS")]
+        diff_retention_blocks: Option<u64>,
         /// Sustained JSON-RPC requests per second per client IP.
         #[arg(long, env = "RATE_LIMIT_PER_SECOND", default_value_t = 20_000)]
         rate_limit_per_second: u32,
@@ -182,6 +186,7 @@ async fn main() -> eyre::Result<()> {
             pool_max_total,
             pool_lifetime_secs,
             state_history_blocks,
+            diff_retention_blocks,
             rate_limit_per_second,
             rate_limit_burst,
             max_in_flight,
@@ -216,6 +221,7 @@ async fn main() -> eyre::Result<()> {
                     ..PoolLimits::default()
                 },
                 state_history_blocks,
+                diff_retention_blocks,
                 rpc_limits: RpcLimits {
                     rate_per_second: rate_limit_per_second,
                     burst: rate_limit_burst,

@@ -78,6 +78,10 @@ pub struct NodeOptions {
     pub pool_limits: crate::pool::PoolLimits,
     /// Recent blocks whose state the read methods serve.
     pub state_history_blocks: usize,
+    /// Keep the state diffs of this many recent blocks and prune older ones
+    /// (`None`: keep all). At least `state_history_blocks`, and at least the
+    /// challenge window once the settlement contract has one.
+    pub diff_retention_blocks: Option<u64>,
     /// JSON-RPC server limits and admin token.
     pub rpc_limits: crate::rpc::limits::RpcLimits,
 }
@@ -134,6 +138,16 @@ pub async fn start(
             BlockProducer::new(config.clone(), store.clone(), view.clone(), metrics.clone())
                 .await?;
         tasks.spawn(producer.run(shutdown.clone()));
+        if let Some(retention) = options.diff_retention_blocks {
+            if retention < options.state_history_blocks as u64 {
+                eyre::bail!(
+                    "diff retention ({retention} blocks) is shorter than the state history \
+                     window ({} blocks)",
+                    options.state_history_blocks
+                );
+            }
+            tasks.spawn(prune_diffs(store.clone(), retention, shutdown.clone()));
+        }
     }
     if options.roles.api {
         // Also with a producer: it may be a standby while another process leads.
@@ -221,6 +235,25 @@ async fn expire_pooled(view: ChainView, store: Store, mut shutdown: watch::Recei
             tracing::warn!(%error, count = expired.len(), "cannot mark expired transactions");
         } else {
             tracing::info!(count = expired.len(), "expired pooled transactions");
+        }
+    }
+}
+
+/// Deletes state diffs older than the retention window, once a minute.
+async fn prune_diffs(store: Store, retention: u64, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let result = match store.head_number().await {
+            Ok(head) => store.prune_state_diffs(head.saturating_sub(retention)).await,
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, retention, "pruned old state diffs"),
+            Err(error) => tracing::warn!(%error, "cannot prune state diffs"),
         }
     }
 }

@@ -333,6 +333,15 @@ impl Store {
         .transpose()
     }
 
+    /// Deletes the state diffs of blocks below `number`; returns how many.
+    pub async fn prune_state_diffs(&self, number: u64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM state_diffs WHERE block_number < $1")
+            .bind(to_i64(number))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// The stored diff of a block.
     pub async fn state_diff(&self, number: u64) -> Result<Option<StateDiff>> {
         let row = sqlx::query("SELECT encoded, diff FROM state_diffs WHERE block_number = $1")

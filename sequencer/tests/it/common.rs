@@ -146,6 +146,7 @@ fn node_options(
         suggested_priority_fee: 1_000_000,
         pool_limits: rollup_sequencer::pool::PoolLimits::default(),
         state_history_blocks: rollup_sequencer::chain_view::DEFAULT_HISTORY_BLOCKS,
+        diff_retention_blocks: None,
         rpc_limits: RpcLimits::default(),
     }
 }

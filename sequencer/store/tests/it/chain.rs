@@ -120,4 +120,9 @@ async fn block_commit_is_atomic_fenced_and_reloads_to_the_same_root() {
     assert_eq!(db.store.state_diff(1).await.unwrap().unwrap(), block.block.diff);
     let by_hash = db.store.block_by_hash(block.hash).await.unwrap().unwrap();
     assert_eq!(by_hash.transactions.len(), 2);
+
+    // Pruning keeps diffs at and above the given block.
+    assert_eq!(db.store.prune_state_diffs(1).await.unwrap(), 0);
+    assert_eq!(db.store.prune_state_diffs(2).await.unwrap(), 1);
+    assert_eq!(db.store.state_diff(1).await.unwrap(), None);
 }
