@@ -93,13 +93,19 @@ impl MerkleTrie {
     /// Applies many updates (`Some(value)` sets, `None` removes; one update
     /// per key). Large
     /// batches update the root branch's sixteen subtrees in parallel.
-    pub fn update_many(&mut self, updates: Vec<(B256, Option<Vec<u8>>)>) {
-        let Node::Branch(branch) = &mut self.root else {
-            return self.update_sequentially(updates);
-        };
+    pub fn update_many(&mut self, mut updates: Vec<(B256, Option<Vec<u8>>)>) {
         if updates.len() < PARALLEL_BATCH {
             return self.update_sequentially(updates);
         }
+        if !matches!(self.root, Node::Branch(_)) {
+            // A fresh trie: the first keys make the root a branch.
+            let rest = updates.split_off(PARALLEL_BATCH / 2);
+            self.update_sequentially(updates);
+            updates = rest;
+        }
+        let Node::Branch(branch) = &mut self.root else {
+            return self.update_sequentially(updates);
+        };
         let mut by_nibble: Vec<Vec<(B256, Option<Vec<u8>>)>> = vec![Vec::new(); 16];
         for update in updates {
             by_nibble[usize::from(update.0[0] >> 4)].push(update);
