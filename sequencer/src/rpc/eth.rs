@@ -190,18 +190,24 @@ pub(super) async fn dispatch(
         "eth_estimateGas" => {
             params.at_most(3)?;
             let request: TransactionRequest = params.required(0, "transaction")?;
-            head_state(ctx, &params, 1)?;
+            let at = block_of_state(ctx, &params, 1).await?;
+            let header = header_of(ctx, at).await?;
             let head = ctx.view.read();
-            Ok(json!(U64::from(evm_call::estimate_gas(&ctx.config, &head, &request)?)))
+            let state = state_at(&head, at)?;
+            let header = header.as_ref().unwrap_or(&head.header);
+            Ok(json!(U64::from(evm_call::estimate_gas(&ctx.config, header, &state, &request)?)))
         }
         "eth_call" => {
             params.at_most(3)?;
             let request: TransactionRequest = params.required(0, "transaction")?;
-            head_state(ctx, &params, 1)?;
+            let at = block_of_state(ctx, &params, 1).await?;
+            let header = header_of(ctx, at).await?;
             let gas =
                 request.gas.unwrap_or(ctx.config.block_gas_limit).min(ctx.config.block_gas_limit);
             let head = ctx.view.read();
-            Ok(json!(evm_call::simulate(&ctx.config, &head, &request, gas)?.output))
+            let state = state_at(&head, at)?;
+            let header = header.as_ref().unwrap_or(&head.header);
+            Ok(json!(evm_call::simulate(&ctx.config, header, &state, &request, gas)?.output))
         }
         "eth_sendRawTransaction" => {
             params.at_most(1)?;
@@ -358,8 +364,20 @@ fn state_at(head: &Head, at: StateAt) -> Result<HistoricalState<'_>, RpcError> {
     })
 }
 
-/// Checks that the block parameter at `index` names the head state (calls
-/// and proofs are served at the head); returns whether it says `pending`.
+/// The header of a past block a call executes after (`None`: the head's).
+async fn header_of(
+    ctx: &RpcContext,
+    at: StateAt,
+) -> Result<Option<alloy_consensus::Header>, RpcError> {
+    let StateAt::Past(number) = at else { return Ok(None) };
+    match ctx.store.block_by_number(number).await? {
+        Some(block) => Ok(Some(block.header)),
+        None => Err(RpcError::new(SERVER_ERROR, format!("block {number} not found"))),
+    }
+}
+
+/// Checks that the block parameter at `index` names the head state (proofs
+/// are served at the head); returns whether it says `pending`.
 fn head_state(ctx: &RpcContext, params: &Params, index: usize) -> Result<bool, RpcError> {
     let id: Option<BlockId> = params.optional(index, "block")?;
     let head = ctx.view.read();
@@ -374,7 +392,7 @@ fn head_state(ctx: &RpcContext, params: &Params, index: usize) -> Result<bool, R
         Some(other) => Err(RpcError::new(
             SERVER_ERROR,
             format!(
-                "calls and proofs are served at the head only ({other}); the head is block {}",
+                "proofs are served at the head only ({other}); the head is block {}",
                 head.header.number
             ),
         )),

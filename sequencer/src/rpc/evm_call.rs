@@ -1,12 +1,12 @@
-//! `eth_call` and `eth_estimateGas`: execute a call against the head state
-//! without committing it.
+//! `eth_call` and `eth_estimateGas`: execute a call against the state after
+//! some block (the head or a recent one) without committing it.
 
 use super::error::{EXECUTION_REVERTED, RpcError, SERVER_ERROR};
-use crate::chain_view::Head;
 use alloy::rpc::types::TransactionRequest;
+use alloy_consensus::Header;
 use alloy_primitives::{Bytes, TxKind, U256};
 use revm::{
-    Context, ExecuteEvm, MainBuilder, MainContext,
+    Context, DatabaseRef, ExecuteEvm, MainBuilder, MainContext,
     context::{BlockEnv, CfgEnv, TxEnv, result::ExecutionResult},
     context_interface::block::BlobExcessGasAndPrice,
     primitives::eip4844::BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN,
@@ -20,27 +20,32 @@ pub(super) struct CallOutcome {
     pub(super) output: Bytes,
 }
 
-/// Runs `request` on the head state with `gas_limit`.
-pub(super) fn simulate(
+/// Runs `request` with `gas_limit` on `state`, the state after the block
+/// with `header` (as if in the block after it).
+pub(super) fn simulate<S: DatabaseRef>(
     config: &ChainConfig,
-    head: &Head,
+    header: &Header,
+    state: &S,
     request: &TransactionRequest,
     gas_limit: u64,
-) -> Result<CallOutcome, RpcError> {
+) -> Result<CallOutcome, RpcError>
+where
+    S::Error: std::fmt::Display,
+{
     // Like geth, a call that names no fee runs at price zero with no base fee.
     let names_fee = request.max_fee_per_gas.is_some() || request.gas_price.is_some();
     let base_fee = if !names_fee {
         0
     } else {
         config.next_base_fee(
-            head.header.gas_used,
-            head.header.base_fee_per_gas.unwrap_or(config.eip1559.initial_base_fee),
+            header.gas_used,
+            header.base_fee_per_gas.unwrap_or(config.eip1559.initial_base_fee),
         )
     };
     let block = BlockEnv {
-        number: U256::from(head.header.number + 1),
+        number: U256::from(header.number + 1),
         beneficiary: config.fee_recipient,
-        timestamp: U256::from(head.header.timestamp),
+        timestamp: U256::from(header.timestamp),
         gas_limit: config.block_gas_limit,
         basefee: base_fee,
         difficulty: U256::ZERO,
@@ -71,7 +76,7 @@ pub(super) fn simulate(
         max_fee_per_blob_gas: 0,
         authorization_list: Vec::new(),
     };
-    let mut overlay = BlockState::new(&head.state);
+    let mut overlay = BlockState::new(state);
     let mut evm =
         Context::mainnet().with_cfg(cfg).with_block(block).with_db(&mut overlay).build_mainnet();
     let result = evm.transact(tx).map_err(|e| RpcError::new(SERVER_ERROR, e.to_string()))?;
@@ -92,22 +97,26 @@ pub(super) fn simulate(
 }
 
 /// Smallest gas limit with which `request` succeeds (binary search, as geth does).
-pub(super) fn estimate_gas(
+pub(super) fn estimate_gas<S: DatabaseRef>(
     config: &ChainConfig,
-    head: &Head,
+    header: &Header,
+    state: &S,
     request: &TransactionRequest,
-) -> Result<u64, RpcError> {
+) -> Result<u64, RpcError>
+where
+    S::Error: std::fmt::Display,
+{
     let cap = request.gas.unwrap_or(config.block_gas_limit).min(config.block_gas_limit);
-    let first = simulate(config, head, request, cap)?;
+    let first = simulate(config, header, state, request, cap)?;
     let mut low = first.gas_used.saturating_sub(1).max(20_999);
     let mut high = cap;
     // Most calls succeed with exactly the gas they used; try that first.
-    if simulate(config, head, request, first.gas_used).is_ok() {
+    if simulate(config, header, state, request, first.gas_used).is_ok() {
         return Ok(first.gas_used);
     }
     while low + 1 < high {
         let mid = low + (high - low) / 2;
-        if simulate(config, head, request, mid).is_ok() {
+        if simulate(config, header, state, request, mid).is_ok() {
             high = mid;
         } else {
             low = mid;

@@ -265,6 +265,18 @@ async fn proofs_verify_against_the_state_root_with_alloy() {
         U256::from(rollup_sequencer::dev::DEV_BALANCE_WEI)
     );
     assert!(l2.get_balance(signer.address()).block_id(BlockId::number(head + 5)).await.is_err());
+    // eth_call at a past block sees that block's state: init code returning
+    // BALANCE(CALLER) answers the genesis balance at block 0.
+    let balance_of_caller = TransactionRequest::default()
+        .with_from(signer.address())
+        .with_deploy_code(hex!("333160005260206000f3").to_vec());
+    let at_genesis = l2.call(balance_of_caller.clone()).block(genesis).await.unwrap();
+    assert_eq!(
+        U256::from_be_slice(&at_genesis),
+        U256::from(rollup_sequencer::dev::DEV_BALANCE_WEI)
+    );
+    let now = l2.call(balance_of_caller).await.unwrap();
+    assert!(U256::from_be_slice(&now) < U256::from(rollup_sequencer::dev::DEV_BALANCE_WEI));
 
     // The block's stored diff shows the new slots.
     let diff: serde_json::Value =
