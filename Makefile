@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 TEST_LOG := target/test-output.log
 
-.PHONY: dev test test-long lint fmt contracts contracts-check deps postgres-bin pr bench-ingress
+.PHONY: dev test test-long lint fmt contracts contracts-check deps postgres-bin pr bench-ingress conformance
 
 ## dev: run the whole system locally (private Postgres, anvil, all roles).
 dev: deps
@@ -34,6 +34,15 @@ test-long: test
 ## BENCH_TXS_PER_ACCOUNT, BENCH_RUNS; see sequencer/loadgen/bench-ingress.sh).
 bench-ingress: deps
 	CARGO=$(CARGO) sequencer/loadgen/bench-ingress.sh
+
+## conformance: the Ethereum fixtures (BlockchainTests/ValidBlocks, the Cancun
+## GeneralStateTests, TrieTests) through the executor. Fixtures from
+## ETHEREUM_TESTS_DIR (default ../shared/ethereum-tests); a missing directory
+## fails. CONFORMANCE_ENGINE picks the engine (default sequential); extra
+## arguments filter: make conformance ARGS="state stRandom".
+ETHEREUM_TESTS_DIR ?= $(abspath ../shared/ethereum-tests)
+conformance:
+	ETHEREUM_TESTS_DIR=$(ETHEREUM_TESTS_DIR) $(CARGO) test -p rollup-executor --test conformance -- $(ARGS)
 
 ## lint: formatting and clippy with warnings as errors.
 lint:

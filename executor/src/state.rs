@@ -339,6 +339,17 @@ impl<'a, DB: DatabaseRef> BlockState<'a, DB> {
                 );
             }
         }
+        // Only code the block deployed: the overlay also holds the code of
+        // every contract the block called.
+        let deployed: std::collections::BTreeSet<B256> = diff
+            .accounts
+            .values()
+            .filter_map(|change| {
+                let after = change.after?.code_hash;
+                (change.before.map(|b| b.code_hash) != Some(after)).then_some(after)
+            })
+            .collect();
+        diff.code.retain(|hash, _| deployed.contains(hash));
         Ok(diff)
     }
 
@@ -569,5 +580,94 @@ mod tests {
         }
         assert_eq!(state.block_hash_ref(43).unwrap(), B256::ZERO);
         assert_eq!(state.block_hash_ref(299).unwrap(), B256::with_last_byte(299u64 as u8));
+    }
+
+    #[test]
+    fn composed_diffs_go_from_the_base_to_the_last_state() {
+        let alice = address!("0x00000000000000000000000000000000000a11ce");
+        let bob = address!("0x0000000000000000000000000000000000000b0b");
+        let account = |balance: u64| Some(BasicAccount::with_balance(U256::from(balance)));
+        let slot = |before: u64, after: u64| SlotChange {
+            before: U256::from(before),
+            after: U256::from(after),
+        };
+        let mut base = MemoryState::new();
+        base.insert_account(alice, BasicAccount::with_balance(U256::from(1)));
+        base.insert_account(bob, BasicAccount::with_balance(U256::from(1)));
+        base.insert_storage(bob, U256::from(3), U256::from(9));
+
+        let first = StateDiff {
+            accounts: BTreeMap::from([
+                (
+                    alice,
+                    AccountDiff {
+                        before: account(1),
+                        after: account(2),
+                        storage_cleared: false,
+                        storage: BTreeMap::from([(U256::from(1), slot(0, 5))]),
+                    },
+                ),
+                (
+                    bob,
+                    AccountDiff {
+                        before: account(1),
+                        after: account(1),
+                        storage_cleared: false,
+                        storage: BTreeMap::from([(U256::from(1), slot(0, 4))]),
+                    },
+                ),
+            ]),
+            code: BTreeMap::new(),
+        };
+        let mut after_first = base.clone();
+        after_first.apply(&first);
+        // The second stage reads through the overlay.
+        let overlay = DiffOverlay::new(&base, &first);
+        assert_eq!(overlay.storage_ref(alice, U256::from(1)).unwrap(), U256::from(5));
+        assert_eq!(overlay.storage_ref(bob, U256::from(3)).unwrap(), U256::from(9));
+        assert_eq!(overlay.basic_ref(alice).unwrap().unwrap().balance, U256::from(2));
+
+        let second = StateDiff {
+            accounts: BTreeMap::from([
+                (
+                    alice,
+                    AccountDiff {
+                        before: account(2),
+                        after: account(3),
+                        storage_cleared: false,
+                        storage: BTreeMap::from([
+                            (U256::from(1), slot(5, 0)),
+                            (U256::from(2), slot(0, 7)),
+                        ]),
+                    },
+                ),
+                (
+                    bob,
+                    AccountDiff {
+                        before: account(1),
+                        after: None,
+                        storage_cleared: true,
+                        storage: BTreeMap::new(),
+                    },
+                ),
+            ]),
+            code: BTreeMap::new(),
+        };
+        let mut stepwise = after_first.clone();
+        stepwise.apply(&second);
+
+        let composed = first.then(second, &base).unwrap();
+        let alice_diff = &composed.accounts[&alice];
+        assert_eq!((alice_diff.before, alice_diff.after), (account(1), account(3)));
+        // Slot 1 went 0 -> 5 -> 0: no change at all.
+        assert_eq!(alice_diff.storage, BTreeMap::from([(U256::from(2), slot(0, 7))]));
+        let bob_diff = &composed.accounts[&bob];
+        assert_eq!(
+            (bob_diff.before, bob_diff.after, bob_diff.storage_cleared),
+            (account(1), None, true)
+        );
+        let mut direct = base.clone();
+        direct.apply(&composed);
+        assert_eq!(direct.state_root(), stepwise.state_root());
     }
 }

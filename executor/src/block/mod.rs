@@ -406,6 +406,7 @@ mod tests {
         state::MemoryState,
     };
     use alloy_consensus::{SignableTransaction, TxEip1559, TxLegacy};
+    use alloy_eips::eip4788::BEACON_ROOTS_ADDRESS;
     use alloy_primitives::{TxKind, address};
     use alloy_signer::SignerSync;
     use alloy_signer_local::PrivateKeySigner;
@@ -545,5 +546,98 @@ mod tests {
         let mut replay = chain.state.clone();
         replay.apply(&sealed.block.diff);
         assert_eq!(replay.state_root(), sealed.block.header.state_root);
+    }
+
+    /// An empty block after the genesis of `chain` under `env`'s changes.
+    fn empty_block(
+        config: &ChainConfig,
+        chain: &ChainGenesis,
+        change: impl FnOnce(&mut BlockEnvironment),
+    ) -> (BlockEnvironment, MemoryState, SealedBlock) {
+        let parent = ParentBlock { header: &chain.header, hash: chain.hash };
+        let mut env = BlockEnvironment::for_chain(config, parent, 1_234_567);
+        change(&mut env);
+        let mut state = chain.state.clone();
+        let executed =
+            execute_block_in(&env, Engine::Sequential, &state, vec![], InvalidTxPolicy::Reject)
+                .unwrap();
+        state.apply(&executed.diff);
+        let sealed = executed.seal(state.state_root());
+        (env, state, sealed)
+    }
+
+    #[test]
+    fn beacon_root_system_call_stores_the_root_by_timestamp() {
+        let (config, _, chain) = setup();
+        let root = B256::repeat_byte(0xbe);
+        let (env, state, sealed) =
+            empty_block(&config, &chain, |env| env.parent_beacon_block_root = Some(root));
+        // EIP-4788 ring buffer: slot `t % 8191` holds t, slot `t % 8191 + 8191` the root.
+        let slot = U256::from(env.timestamp % 8191);
+        assert_eq!(state.storage_ref(BEACON_ROOTS_ADDRESS, slot).unwrap(), U256::from(1_234_567));
+        assert_eq!(
+            state.storage_ref(BEACON_ROOTS_ADDRESS, slot + U256::from(8191)).unwrap(),
+            U256::from_be_bytes(root.0)
+        );
+        let diff = &sealed.block.diff;
+        assert_eq!(diff.accounts.keys().collect::<Vec<_>>(), [&BEACON_ROOTS_ADDRESS]);
+        assert_eq!(diff.accounts[&BEACON_ROOTS_ADDRESS].storage.len(), 2);
+        assert_eq!(sealed.block.header.parent_beacon_block_root, Some(root));
+        assert_eq!(sealed.block.header.gas_used, 0, "system calls use no block gas");
+    }
+
+    #[test]
+    fn without_the_beacon_roots_contract_the_system_call_is_a_no_op() {
+        let (config, signer, mut chain) = setup();
+        chain.state.apply(&StateDiff {
+            accounts: [(
+                BEACON_ROOTS_ADDRESS,
+                crate::state::AccountDiff {
+                    before: chain.state.account(&BEACON_ROOTS_ADDRESS),
+                    after: None,
+                    storage_cleared: true,
+                    storage: Default::default(),
+                },
+            )]
+            .into(),
+            code: Default::default(),
+        });
+        let (_, _, sealed) = empty_block(&config, &chain, |env| {
+            env.parent_beacon_block_root = Some(B256::repeat_byte(1));
+        });
+        assert!(sealed.block.diff.accounts.is_empty());
+        assert!(chain.state.account(&signer.address()).is_some());
+    }
+
+    #[test]
+    fn withdrawals_credit_gwei_after_the_transactions() {
+        let (config, signer, chain) = setup();
+        let funded = signer.address();
+        let fresh = Address::repeat_byte(0x77);
+        let untouched = Address::repeat_byte(0x78);
+        let withdrawal =
+            |index, address, amount| Withdrawal { index, validator_index: 9, address, amount };
+        let withdrawals = vec![
+            withdrawal(0, funded, 5),
+            withdrawal(1, fresh, 2),
+            withdrawal(2, fresh, 3),
+            // A zero amount to a missing account creates nothing (EIP-161).
+            withdrawal(3, untouched, 0),
+        ];
+        let (_, state, sealed) =
+            empty_block(&config, &chain, |env| env.withdrawals = withdrawals.clone());
+        let gwei = U256::from(1_000_000_000u64);
+        assert_eq!(
+            state.account(&funded).unwrap().balance,
+            U256::from(10u128.pow(18)) + U256::from(5) * gwei
+        );
+        assert_eq!(state.account(&fresh).unwrap().balance, U256::from(5) * gwei);
+        assert_eq!(state.account(&untouched), None);
+        assert!(!sealed.block.diff.accounts.contains_key(&untouched));
+        assert_eq!(sealed.block.diff.accounts[&fresh].before, None);
+        assert_eq!(
+            sealed.block.header.withdrawals_root,
+            Some(proofs::calculate_withdrawals_root(&withdrawals))
+        );
     }
 }

@@ -174,8 +174,8 @@ impl Report {
         self.file_times.push((file, elapsed));
     }
 
-    /// Prints the summary, failures and skips; returns whether nothing failed.
-    pub(crate) fn print(&self, elapsed: Duration) -> bool {
+    /// Prints the summary, failures, skips and slowest files.
+    pub(crate) fn print(&self, elapsed: Duration) {
         let suite = self.suite;
         for (name, reason) in &self.failed {
             println!("{suite}: FAILED {name}: {reason}");
@@ -202,7 +202,6 @@ impl Report {
             self.skipped.len(),
             elapsed.as_secs_f64()
         );
-        self.failed.is_empty()
     }
 }
 

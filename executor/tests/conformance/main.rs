@@ -74,14 +74,25 @@ fn main() -> ExitCode {
     println!("conformance: fixtures {}, engine {engine:?}", dir.display());
     let suites: [(&str, Suite); 3] =
         [("blockchain", blockchain::run), ("state", state::run), ("trie", trie::run)];
-    let mut ok = true;
+    let started = Instant::now();
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for (name, run) in suites {
         if !filter.suite(name) {
             continue;
         }
-        let started = Instant::now();
+        let suite_started = Instant::now();
         let report = run(&dir, engine, &filter);
-        ok &= report.print(started.elapsed());
+        report.print(suite_started.elapsed());
+        passed += report.passed;
+        failed += report.failed.len();
+        skipped += report.skipped.len();
     }
-    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    // The libtest summary line, so `make test` counts these cases too.
+    println!(
+        "test result: {}. {passed} passed; {failed} failed; {skipped} ignored; 0 measured; \
+         0 filtered out; finished in {:.2}s",
+        if failed == 0 { "ok" } else { "FAILED" },
+        started.elapsed().as_secs_f64()
+    );
+    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
