@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 TEST_LOG := target/test-output.log
 
-.PHONY: dev test test-long lint fmt contracts contracts-check deps postgres-bin pr bench-ingress bench-state
+.PHONY: dev test test-long lint fmt contracts contracts-check deps postgres-bin pr bench-ingress bench-state conformance
 
 ## dev: run the whole system locally (private Postgres, anvil, all roles).
 dev: deps
@@ -28,6 +28,7 @@ test: deps
 ## test-long: the same suite with long loops turned up.
 test-long: export PROPTEST_CASES = 20000
 test-long: export FAULT_ROUNDS = 5
+test-long: export CONFORMANCE_SLOW = 1
 test-long: test
 
 ## bench-ingress: accepted tx/s of our node (Postgres fsync on) against anvil
@@ -42,6 +43,15 @@ bench-ingress: deps
 bench-state: deps
 	$(CARGO) build --release -p rollup-store --features bench --bin bench-state
 	target/release/bench-state
+
+## conformance: the Ethereum fixtures (BlockchainTests/ValidBlocks, the Cancun
+## GeneralStateTests, TrieTests) through the executor. Fixtures from
+## ETHEREUM_TESTS_DIR (default ../shared/ethereum-tests); a missing directory
+## fails. CONFORMANCE_ENGINE picks the engine (default sequential); extra
+## arguments filter: make conformance ARGS="state stRandom".
+ETHEREUM_TESTS_DIR ?= $(abspath ../shared/ethereum-tests)
+conformance:
+	ETHEREUM_TESTS_DIR=$(ETHEREUM_TESTS_DIR) $(CARGO) test -p rollup-executor --test conformance -- $(ARGS)
 
 ## lint: formatting and clippy with warnings as errors.
 lint:

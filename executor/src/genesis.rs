@@ -6,6 +6,7 @@ use crate::{
     state::{BasicAccount, MemoryState},
 };
 use alloy_consensus::Header;
+use alloy_eips::eip4788::{BEACON_ROOTS_ADDRESS, BEACON_ROOTS_CODE};
 use alloy_genesis::{Genesis, GenesisAccount};
 use alloy_primitives::{Address, B256, U256};
 use std::{collections::BTreeMap, path::Path};
@@ -97,17 +98,33 @@ pub fn read_genesis_file(path: &Path) -> Result<Genesis, GenesisError> {
     serde_json::from_str(&text).map_err(|source| GenesisError::Parse { path: display, source })
 }
 
-/// A genesis that funds `accounts` with `balance` each, at `timestamp`.
+/// The contracts our chains' genesis holds at their canonical addresses.
+///
+/// - The EIP-4788 beacon-roots contract (nonce 1 and the EIP's published
+///   bytecode, as on Ethereum), so the Cancun beacon-root system call runs in
+///   every block exactly as on Ethereum. Our chain has no beacon chain: the
+///   root it stores is zero (see `docs/decisions.md`).
+pub fn predeploys() -> BTreeMap<Address, GenesisAccount> {
+    BTreeMap::from([(
+        BEACON_ROOTS_ADDRESS,
+        GenesisAccount::default().with_nonce(Some(1)).with_code(Some(BEACON_ROOTS_CODE.clone())),
+    )])
+}
+
+/// A genesis that funds `accounts` with `balance` each, at `timestamp`, with
+/// the [`predeploys`].
 pub fn funded_genesis(
     config: &ChainConfig,
     timestamp: u64,
     accounts: impl IntoIterator<Item = Address>,
     balance: U256,
 ) -> Genesis {
-    let alloc: BTreeMap<Address, GenesisAccount> = accounts
-        .into_iter()
-        .map(|address| (address, GenesisAccount::default().with_balance(balance)))
-        .collect();
+    let mut alloc = predeploys();
+    alloc.extend(
+        accounts
+            .into_iter()
+            .map(|address| (address, GenesisAccount::default().with_balance(balance))),
+    );
     Genesis {
         timestamp,
         gas_limit: config.block_gas_limit,

@@ -34,7 +34,10 @@ pub mod state;
 pub mod trie;
 pub mod tx;
 
-pub use block::{ExecutedBlock, InvalidTxPolicy, ParentBlock, SealedBlock, execute_block};
+pub use block::{
+    BlockEnvironment, ExecutedBlock, InvalidTxPolicy, ParentBlock, SealedBlock, execute_block,
+    execute_block_in,
+};
 pub use config::ChainConfig;
 pub use engine::Engine;
 pub use state::{MemoryState, StateDiff};

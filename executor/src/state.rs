@@ -42,11 +42,17 @@ impl BasicAccount {
         Self { nonce: 0, balance, code_hash: KECCAK_EMPTY }
     }
 
-    fn from_info(info: &AccountInfo) -> Self {
+    /// Whether the account is empty in the EIP-161 sense (no nonce, balance
+    /// or code).
+    pub fn is_empty(&self) -> bool {
+        self.nonce == 0 && self.balance.is_zero() && self.code_hash == KECCAK_EMPTY
+    }
+
+    pub(crate) fn from_info(info: &AccountInfo) -> Self {
         Self { nonce: info.nonce, balance: info.balance, code_hash: info.code_hash }
     }
 
-    fn to_info(self) -> AccountInfo {
+    pub(crate) fn to_info(self) -> AccountInfo {
         let info = AccountInfo { balance: self.balance, nonce: self.nonce, ..Default::default() };
         if self.code_hash == KECCAK_EMPTY {
             info
@@ -399,6 +405,17 @@ impl<'a, DB: DatabaseRef> BlockState<'a, DB> {
                 );
             }
         }
+        // Only code the block deployed: the overlay also holds the code of
+        // every contract the block called.
+        let deployed: std::collections::BTreeSet<B256> = diff
+            .accounts
+            .values()
+            .filter_map(|change| {
+                let after = change.after?.code_hash;
+                (change.before.map(|b| b.code_hash) != Some(after)).then_some(after)
+            })
+            .collect();
+        diff.code.retain(|hash, _| deployed.contains(hash));
         Ok(diff)
     }
 
@@ -471,6 +488,108 @@ impl<DB: DatabaseRef> DatabaseCommit for BlockState<'_, DB> {
         for (address, account) in changes {
             self.commit_account(address, account);
         }
+    }
+}
+
+impl StateDiff {
+    /// Composes two consecutive diffs into one: `later` was computed on top of
+    /// `base` with `self` applied (e.g. through [`DiffOverlay`]).
+    ///
+    /// The result goes from `base` straight to the state after both: the
+    /// `before` values come from `base` (or from `self`), the `after` values
+    /// from `later` (or from `self`), and entries that end where they began
+    /// are dropped.
+    pub fn then<DB: DatabaseRef>(self, later: Self, base: &DB) -> Result<Self, DB::Error> {
+        if later.accounts.is_empty() && later.code.is_empty() {
+            return Ok(self);
+        }
+        let mut code = self.code;
+        code.extend(later.code);
+        let mut accounts = self.accounts;
+        for (address, second) in later.accounts {
+            let Some(first) = accounts.remove(&address) else {
+                accounts.insert(address, second);
+                continue;
+            };
+            let storage_cleared = first.storage_cleared || second.storage_cleared;
+            // With the second diff wiping the storage, the first one's slots
+            // only serve to look up `before` values.
+            let (mut storage, wiped) = if second.storage_cleared {
+                (BTreeMap::new(), first.storage)
+            } else {
+                (first.storage, BTreeMap::new())
+            };
+            for (slot, change) in second.storage {
+                let before = match storage.get(&slot).or_else(|| wiped.get(&slot)) {
+                    Some(earlier) => earlier.before,
+                    None if first.storage_cleared => base.storage_ref(address, slot)?,
+                    None => change.before,
+                };
+                storage.insert(slot, SlotChange { before, after: change.after });
+            }
+            if !storage_cleared {
+                storage.retain(|_, change| change.before != change.after);
+            }
+            let merged =
+                AccountDiff { before: first.before, after: second.after, storage_cleared, storage };
+            if merged.before != merged.after || merged.storage_cleared || !merged.storage.is_empty()
+            {
+                accounts.insert(address, merged);
+            }
+        }
+        Ok(Self { accounts, code })
+    }
+}
+
+/// A [`DatabaseRef`] that reads `base` with a [`StateDiff`] applied on top.
+///
+/// Block execution runs in stages (system calls, transactions, withdrawals):
+/// each stage reads the state the previous ones left through this layer, and
+/// the stage diffs are joined with [`StateDiff::then`].
+#[derive(Debug, Clone, Copy)]
+pub struct DiffOverlay<'a, DB> {
+    base: &'a DB,
+    diff: &'a StateDiff,
+}
+
+impl<'a, DB: DatabaseRef> DiffOverlay<'a, DB> {
+    /// `base` with `diff` applied.
+    pub const fn new(base: &'a DB, diff: &'a StateDiff) -> Self {
+        Self { base, diff }
+    }
+}
+
+impl<DB: DatabaseRef> DatabaseRef for DiffOverlay<'_, DB> {
+    type Error = DB::Error;
+
+    fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
+        match self.diff.accounts.get(&address) {
+            Some(change) => Ok(change.after.map(BasicAccount::to_info)),
+            None => self.base.basic_ref(address),
+        }
+    }
+
+    fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Self::Error> {
+        match self.diff.code.get(&code_hash) {
+            Some(code) => Ok(Bytecode::new_raw(code.clone())),
+            None => self.base.code_by_hash_ref(code_hash),
+        }
+    }
+
+    fn storage_ref(&self, address: Address, index: U256) -> Result<U256, Self::Error> {
+        if let Some(change) = self.diff.accounts.get(&address) {
+            if let Some(slot) = change.storage.get(&index) {
+                return Ok(slot.after);
+            }
+            if change.storage_cleared {
+                return Ok(U256::ZERO);
+            }
+        }
+        self.base.storage_ref(address, index)
+    }
+
+    fn block_hash_ref(&self, number: u64) -> Result<B256, Self::Error> {
+        self.base.block_hash_ref(number)
     }
 }
 
@@ -588,5 +707,94 @@ mod tests {
         }
         assert_eq!(state.block_hash_ref(43).unwrap(), B256::ZERO);
         assert_eq!(state.block_hash_ref(299).unwrap(), B256::with_last_byte(299u64 as u8));
+    }
+
+    #[test]
+    fn composed_diffs_go_from_the_base_to_the_last_state() {
+        let alice = address!("0x00000000000000000000000000000000000a11ce");
+        let bob = address!("0x0000000000000000000000000000000000000b0b");
+        let account = |balance: u64| Some(BasicAccount::with_balance(U256::from(balance)));
+        let slot = |before: u64, after: u64| SlotChange {
+            before: U256::from(before),
+            after: U256::from(after),
+        };
+        let mut base = MemoryState::new();
+        base.insert_account(alice, BasicAccount::with_balance(U256::from(1)));
+        base.insert_account(bob, BasicAccount::with_balance(U256::from(1)));
+        base.insert_storage(bob, U256::from(3), U256::from(9));
+
+        let first = StateDiff {
+            accounts: BTreeMap::from([
+                (
+                    alice,
+                    AccountDiff {
+                        before: account(1),
+                        after: account(2),
+                        storage_cleared: false,
+                        storage: BTreeMap::from([(U256::from(1), slot(0, 5))]),
+                    },
+                ),
+                (
+                    bob,
+                    AccountDiff {
+                        before: account(1),
+                        after: account(1),
+                        storage_cleared: false,
+                        storage: BTreeMap::from([(U256::from(1), slot(0, 4))]),
+                    },
+                ),
+            ]),
+            code: BTreeMap::new(),
+        };
+        let mut after_first = base.clone();
+        after_first.apply(&first);
+        // The second stage reads through the overlay.
+        let overlay = DiffOverlay::new(&base, &first);
+        assert_eq!(overlay.storage_ref(alice, U256::from(1)).unwrap(), U256::from(5));
+        assert_eq!(overlay.storage_ref(bob, U256::from(3)).unwrap(), U256::from(9));
+        assert_eq!(overlay.basic_ref(alice).unwrap().unwrap().balance, U256::from(2));
+
+        let second = StateDiff {
+            accounts: BTreeMap::from([
+                (
+                    alice,
+                    AccountDiff {
+                        before: account(2),
+                        after: account(3),
+                        storage_cleared: false,
+                        storage: BTreeMap::from([
+                            (U256::from(1), slot(5, 0)),
+                            (U256::from(2), slot(0, 7)),
+                        ]),
+                    },
+                ),
+                (
+                    bob,
+                    AccountDiff {
+                        before: account(1),
+                        after: None,
+                        storage_cleared: true,
+                        storage: BTreeMap::new(),
+                    },
+                ),
+            ]),
+            code: BTreeMap::new(),
+        };
+        let mut stepwise = after_first.clone();
+        stepwise.apply(&second);
+
+        let composed = first.then(second, &base).unwrap();
+        let alice_diff = &composed.accounts[&alice];
+        assert_eq!((alice_diff.before, alice_diff.after), (account(1), account(3)));
+        // Slot 1 went 0 -> 5 -> 0: no change at all.
+        assert_eq!(alice_diff.storage, BTreeMap::from([(U256::from(2), slot(0, 7))]));
+        let bob_diff = &composed.accounts[&bob];
+        assert_eq!(
+            (bob_diff.before, bob_diff.after, bob_diff.storage_cleared),
+            (account(1), None, true)
+        );
+        let mut direct = base.clone();
+        direct.apply(&composed);
+        assert_eq!(direct.state_root(), stepwise.state_root());
     }
 }
