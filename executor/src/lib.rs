@@ -13,6 +13,8 @@
 //!   parallel).
 //! - [`block`]: executes an ordered list of transactions into a block.
 //! - [`tx`]: signed transactions into revm's `TxEnv`.
+//! - [`workload`]: synthetic blocks over the compiled test contracts, for
+//!   differential tests and benchmarks.
 //!
 //! ```
 //! use rollup_executor::{ChainConfig, genesis::{ChainGenesis, funded_genesis}};
@@ -30,6 +32,7 @@ pub mod engine;
 pub mod genesis;
 pub mod state;
 pub mod tx;
+pub mod workload;
 
 pub use block::{ExecutedBlock, InvalidTxPolicy, ParentBlock, SealedBlock, execute_block};
 pub use config::ChainConfig;

@@ -37,11 +37,11 @@ impl BasicAccount {
         Self { nonce: 0, balance, code_hash: KECCAK_EMPTY }
     }
 
-    fn from_info(info: &AccountInfo) -> Self {
+    pub(crate) fn from_info(info: &AccountInfo) -> Self {
         Self { nonce: info.nonce, balance: info.balance, code_hash: info.code_hash }
     }
 
-    fn to_info(self) -> AccountInfo {
+    pub(crate) fn to_info(self) -> AccountInfo {
         let info = AccountInfo { balance: self.balance, nonce: self.nonce, ..Default::default() };
         if self.code_hash == KECCAK_EMPTY {
             info
