@@ -17,11 +17,14 @@ use crate::{
 use alloy_primitives::{Address, U256};
 use revm::{
     Context, DatabaseRef, ExecuteEvm, MainBuilder, MainContext,
-    context::{TxEnv, result::EVMError},
-    handler::Handler,
+    context::{ContextSetters, TxEnv, result::EVMError},
+    handler::{Handler, MainnetContext, MainnetEvm},
     precompile::Precompiles,
     state::{Account, EvmState},
 };
+
+/// A worker's EVM, reused for every incarnation it executes in a block.
+pub(crate) type WorkerEvm<'a, DB> = MainnetEvm<MainnetContext<TxView<'a, DB>>>;
 
 /// What one incarnation produced.
 #[derive(Debug)]
@@ -81,14 +84,37 @@ pub(crate) struct ExecContext<'a, DB> {
     pub(crate) precompiles: &'static Precompiles,
 }
 
-impl<DB: DatabaseRef> ExecContext<'_, DB> {
+impl<'a, DB: DatabaseRef> ExecContext<'a, DB> {
+    /// A worker's EVM for this block.
+    pub(crate) fn worker_evm(&self) -> WorkerEvm<'a, DB> {
+        let view = TxView {
+            tx: 0,
+            memory: self.memory,
+            base: self.base,
+            code: self.code,
+            reads: Vec::new(),
+        };
+        Context::mainnet()
+            .with_cfg(self.env.cfg.clone())
+            .with_block(self.env.block.clone())
+            .with_db(view)
+            .build_mainnet()
+    }
+
     /// Executes one incarnation of transaction `tx`.
-    pub(crate) fn execute(&self, tx: TxIdx, tx_env: &TxEnv) -> Execution {
-        let mut view =
-            TxView { tx, memory: self.memory, base: self.base, code: self.code, reads: Vec::new() };
-        match self.try_execute(&mut view, tx_env) {
+    pub(crate) fn execute(
+        &self,
+        evm: &mut WorkerEvm<'a, DB>,
+        tx: TxIdx,
+        tx_env: &TxEnv,
+    ) -> Execution {
+        evm.ctx.journaled_state.database.tx = tx;
+        evm.ctx.journaled_state.database.reads.clear();
+        let result = self.try_execute(evm, tx_env);
+        let reads = std::mem::take(&mut evm.ctx.journaled_state.database.reads);
+        match result {
             Ok(Some((writes, outcome))) => {
-                Execution::Done(Box::new(TxOutput { reads: view.reads, writes, outcome }))
+                Execution::Done(Box::new(TxOutput { reads, writes, outcome }))
             }
             Ok(None) => Execution::Fatal,
             Err(ViewError::Blocked(i)) => Execution::Blocked(i),
@@ -99,10 +125,11 @@ impl<DB: DatabaseRef> ExecContext<'_, DB> {
     #[allow(clippy::type_complexity)]
     fn try_execute(
         &self,
-        view: &mut TxView<'_, DB>,
+        evm: &mut WorkerEvm<'a, DB>,
         tx_env: &TxEnv,
     ) -> Result<Option<(Vec<(Location, Write)>, Outcome)>, ViewError<DB::Error>> {
         let beneficiary = self.env.block.beneficiary;
+        let view = &mut evm.ctx.journaled_state.database;
         if let Some(plain) = transfer::try_plain_transfer(self.env, self.precompiles, tx_env, view)?
         {
             let mut writes = plain.writes();
@@ -120,16 +147,10 @@ impl<DB: DatabaseRef> ExecContext<'_, DB> {
         }
 
         let mut handler = DeferredRewardHandler::new();
-        let (result, mut state) = {
-            let mut evm = Context::mainnet()
-                .with_cfg(self.env.cfg.clone())
-                .with_block(self.env.block.clone())
-                .with_tx(tx_env.clone())
-                .with_db(&mut *view)
-                .build_mainnet();
-            let result = handler.run(&mut evm);
-            (result, evm.finalize())
-        };
+        evm.ctx.set_tx(tx_env.clone());
+        let result = handler.run(evm);
+        let mut state = evm.finalize();
+        let view = &mut evm.ctx.journaled_state.database;
         let result = match result {
             Ok(result) => result,
             Err(EVMError::Transaction(invalid)) => {

@@ -22,7 +22,7 @@
 use super::TxIdx;
 use alloy_primitives::{Address, B256, U256, map::DefaultHashBuilder};
 use dashmap::DashMap;
-use std::{collections::BTreeMap, sync::Mutex};
+use std::sync::Mutex;
 
 /// One independently versioned piece of state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,10 +87,45 @@ pub(crate) fn credit(balance: U256, amount: U256) -> U256 {
     balance.checked_add(amount).unwrap_or(balance)
 }
 
+/// The versions of one location, sorted by transaction index (usually
+/// short, and mostly appended to in order: a vector beats a tree here).
+#[derive(Debug, Default)]
+pub(crate) struct Versions(Vec<(TxIdx, Entry)>);
+
+impl Versions {
+    fn insert(&mut self, tx: TxIdx, entry: Entry) {
+        match self.0.last() {
+            Some((last, _)) if *last < tx => self.0.push((tx, entry)),
+            None => self.0.push((tx, entry)),
+            _ => match self.0.binary_search_by_key(&tx, |(i, _)| *i) {
+                Ok(i) => self.0[i].1 = entry,
+                Err(i) => self.0.insert(i, (tx, entry)),
+            },
+        }
+    }
+
+    fn remove(&mut self, tx: TxIdx) {
+        if let Ok(i) = self.0.binary_search_by_key(&tx, |(i, _)| *i) {
+            self.0.remove(i);
+        }
+    }
+
+    fn get_mut(&mut self, tx: TxIdx) -> Option<&mut Entry> {
+        let i = self.0.binary_search_by_key(&tx, |(i, _)| *i).ok()?;
+        Some(&mut self.0[i].1)
+    }
+
+    /// Versions below `tx`, highest first.
+    fn below(&self, tx: TxIdx) -> impl Iterator<Item = &(TxIdx, Entry)> {
+        let end = self.0.partition_point(|(i, _)| *i < tx);
+        self.0[..end].iter().rev()
+    }
+}
+
 /// The multi-version memory of one block.
 #[derive(Debug)]
 pub(crate) struct MvMemory {
-    data: DashMap<Location, BTreeMap<TxIdx, Entry>, DefaultHashBuilder>,
+    data: DashMap<Location, Versions, DefaultHashBuilder>,
     /// Locations each transaction's last incarnation wrote, sorted.
     last_written: Vec<Mutex<Vec<Location>>>,
 }
@@ -130,7 +165,7 @@ impl MvMemory {
             if new_locations.binary_search_by(|l| location_order(l, location)).is_err()
                 && let Some(mut entries) = self.data.get_mut(location)
             {
-                entries.remove(&tx);
+                entries.remove(tx);
             }
         }
         *last = new_locations;
@@ -142,7 +177,7 @@ impl MvMemory {
         let last = self.last_written[tx].lock().unwrap_or_else(|e| e.into_inner());
         for location in last.iter() {
             if let Some(mut entries) = self.data.get_mut(location)
-                && let Some(entry) = entries.get_mut(&tx)
+                && let Some(entry) = entries.get_mut(tx)
             {
                 *entry = Entry::Estimate;
             }
@@ -152,7 +187,7 @@ impl MvMemory {
     /// The latest write to `location` below `tx`, with its writer.
     fn latest(&self, location: &Location, tx: TxIdx) -> Option<(TxIdx, Entry)> {
         let entries = self.data.get(location)?;
-        entries.range(..tx).next_back().map(|(i, e)| (*i, *e))
+        entries.below(tx).next().map(|(i, e)| (*i, *e))
     }
 
     /// Reads an account's existence, nonce and code hash.
@@ -178,7 +213,7 @@ impl MvMemory {
         };
         let mut credits: Vec<U256> = Vec::new();
         let mut start = None;
-        for (i, entry) in entries.range(..tx).rev() {
+        for (i, entry) in entries.below(tx) {
             match entry {
                 Entry::Estimate => return Ok(Read::Blocked(*i)),
                 Entry::Value(Write::SetBalance(v)) => {

@@ -38,7 +38,7 @@ mod view;
 
 use super::{EngineError, EngineOutput, ExecutionEnv, sequential};
 use crate::{InvalidTxPolicy, tx::RecoveredTx};
-use execute::{ExecContext, Execution, TxOutput};
+use execute::{ExecContext, Execution, TxOutput, WorkerEvm};
 use memory::MvMemory;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use revm::{
@@ -100,7 +100,7 @@ pub fn execute<DB: DatabaseRef + Sync>(
     let Some(outputs) = outputs else {
         return Err(EngineError::Evm("parallel engine left a transaction unexecuted".into()));
     };
-    match finalize::finalize(env, state, transactions, outputs, policy) {
+    match finalize::finalize(env, state, transactions, outputs, policy, &pool) {
         Ok(output) => Ok(output),
         Err(finalize::Fallback::Error(e)) => Err(e),
         Err(finalize::Fallback::Sequential) => {
@@ -142,14 +142,17 @@ struct Run<'a, DB> {
     fatal: AtomicBool,
 }
 
-impl<DB: DatabaseRef + Sync> Run<'_, DB> {
+impl<'a, DB: DatabaseRef + Sync> Run<'a, DB> {
     /// One worker's loop: take tasks until the block is done.
     fn work(&self) {
+        let mut evm = None;
         let mut task = None;
         let mut idle = 0u32;
         while !self.scheduler.done() {
             task = match task.take().or_else(|| self.scheduler.next_task()) {
-                Some(Task::Execute(version)) => self.execute(version),
+                Some(Task::Execute(version)) => {
+                    self.execute(evm.get_or_insert_with(|| self.ctx.worker_evm()), version)
+                }
                 Some(Task::Validate(version)) => self.validate(version),
                 None => {
                     idle += 1;
@@ -165,9 +168,9 @@ impl<DB: DatabaseRef + Sync> Run<'_, DB> {
         }
     }
 
-    fn execute(&self, version: Version) -> Option<Task> {
+    fn execute(&self, evm: &mut WorkerEvm<'a, DB>, version: Version) -> Option<Task> {
         loop {
-            match self.ctx.execute(version.tx, &self.tx_envs[version.tx]) {
+            match self.ctx.execute(evm, version.tx, &self.tx_envs[version.tx]) {
                 Execution::Blocked(blocking) => {
                     if self.scheduler.add_dependency(version.tx, blocking) {
                         return None;
