@@ -227,11 +227,12 @@ fn account_writes(
     if account.is_created() {
         writes.push((Location::Clear(address), Write::Clear));
     }
-    if let Some(bytecode) = &account.info.code
+    if account.is_created()
+        && let Some(bytecode) = &account.info.code
         && !bytecode.is_empty()
         && !code.contains_key(&account.info.code_hash)
     {
-        code.insert(account.info.code_hash, bytecode.original_bytes());
+        code.insert(account.info.code_hash, bytecode.clone());
     }
     let core = Some(AccountCore { nonce: account.info.nonce, code_hash: account.info.code_hash });
     if read_core != Some(core) {

@@ -92,11 +92,13 @@ pub fn execute<DB: DatabaseRef + Sync>(
         tracing::debug!("parallel execution hit a fatal error; running the block sequentially");
         return sequential::execute(env, state, transactions, policy);
     }
-    let outputs: Option<Vec<TxOutput>> = run
-        .outputs
+    let Run { outputs, .. } = run;
+    let outputs: Option<Vec<TxOutput>> = outputs
         .into_iter()
         .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()).map(|o| *o))
         .collect();
+    // The block's scratch memory is freed off the critical path.
+    pool.spawn(move || drop((memory, code, tx_envs)));
     let Some(outputs) = outputs else {
         return Err(EngineError::Evm("parallel engine left a transaction unexecuted".into()));
     };

@@ -12,7 +12,7 @@ use super::{
     memory::{AccountCore, MvMemory, Read},
 };
 use crate::state::BasicAccount;
-use alloy_primitives::{Address, B256, Bytes, U256, map::DefaultHashBuilder};
+use alloy_primitives::{Address, B256, U256, map::DefaultHashBuilder};
 use dashmap::DashMap;
 use revm::{
     Database, DatabaseRef, bytecode::Bytecode, database_interface::DBErrorMarker,
@@ -21,7 +21,7 @@ use revm::{
 
 /// Code deployed during the block, by hash (content-addressed, so it needs
 /// no versions).
-pub(crate) type NewCode = DashMap<B256, Bytes, DefaultHashBuilder>;
+pub(crate) type NewCode = DashMap<B256, Bytecode, DefaultHashBuilder>;
 
 /// One value an incarnation read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,14 +158,34 @@ impl<DB: DatabaseRef> Database for TxView<'_, DB> {
     type Error = ViewError<DB::Error>;
 
     fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
-        let core = self.core(address)?;
-        let balance = self.balance(address)?;
+        // One snapshot lookup serves both fields when neither was written.
+        let mut base = None;
+        let mut base_info = || -> Result<Option<AccountInfo>, Self::Error> {
+            if base.is_none() {
+                base = Some(self.base.basic_ref(address).map_err(ViewError::Base)?);
+            }
+            Ok(base.clone().flatten())
+        };
+        let core = match self.memory.read_basic(address, self.tx) {
+            Read::Value(core) => core,
+            Read::Blocked(i) => return Err(ViewError::Blocked(i)),
+            Read::Base => base_info()?
+                .map(|info| AccountCore { nonce: info.nonce, code_hash: info.code_hash }),
+        };
+        let mut base_balance = || Ok(base_info()?.map(|i| i.balance).unwrap_or_default());
+        let balance = match self.memory.read_balance(address, self.tx, &mut base_balance)? {
+            Read::Value(balance) => balance,
+            Read::Blocked(i) => return Err(ViewError::Blocked(i)),
+            Read::Base => base_balance()?,
+        };
+        self.reads.push(ReadRecord::Basic(address, core));
+        self.reads.push(ReadRecord::Balance(address, balance));
         Ok(account_info(core, balance))
     }
 
     fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, Self::Error> {
         if let Some(code) = self.code.get(&code_hash) {
-            return Ok(Bytecode::new_raw(code.clone()));
+            return Ok(code.clone());
         }
         self.base.code_by_hash_ref(code_hash).map_err(ViewError::Base)
     }
