@@ -22,6 +22,7 @@
 use super::TxIdx;
 use alloy_primitives::{Address, B256, U256, map::DefaultHashBuilder};
 use dashmap::DashMap;
+use smallvec::SmallVec;
 use std::sync::Mutex;
 
 /// One independently versioned piece of state.
@@ -87,10 +88,10 @@ pub(crate) fn credit(balance: U256, amount: U256) -> U256 {
     balance.checked_add(amount).unwrap_or(balance)
 }
 
-/// The versions of one location, sorted by transaction index (usually
-/// short, and mostly appended to in order: a vector beats a tree here).
+/// The versions of one location, sorted by transaction index (usually one,
+/// and mostly appended in order: an inline small vector beats a tree here).
 #[derive(Debug, Default)]
-pub(crate) struct Versions(Vec<(TxIdx, Entry)>);
+pub(crate) struct Versions(SmallVec<[(TxIdx, Entry); 1]>);
 
 impl Versions {
     fn insert(&mut self, tx: TxIdx, entry: Entry) {
@@ -126,7 +127,7 @@ impl Versions {
 #[derive(Debug)]
 pub(crate) struct MvMemory {
     data: DashMap<Location, Versions, DefaultHashBuilder>,
-    /// Locations each transaction's last incarnation wrote, sorted.
+    /// Locations each transaction's last incarnation wrote.
     last_written: Vec<Mutex<Vec<Location>>>,
 }
 
@@ -148,27 +149,21 @@ impl MvMemory {
     /// incarnation's). Returns whether it wrote a location the previous one
     /// did not (then every higher transaction must be validated again).
     pub(crate) fn record(&self, tx: TxIdx, writes: &[(Location, Write)]) -> bool {
-        let mut new_locations: Vec<Location> = writes.iter().map(|(l, _)| *l).collect();
-        new_locations.sort_unstable_by(location_order);
-        new_locations.dedup();
         for (location, write) in writes {
             self.data.entry(*location).or_default().insert(tx, Entry::Value(*write));
         }
+        // Write sets are small (a handful of locations): linear scans.
         let mut last = self.last_written[tx].lock().unwrap_or_else(|e| e.into_inner());
-        let mut wrote_new = false;
-        for location in &new_locations {
-            if last.binary_search_by(|l| location_order(l, location)).is_err() {
-                wrote_new = true;
-            }
-        }
+        let wrote_new = writes.iter().any(|(l, _)| !last.contains(l));
         for location in last.iter() {
-            if new_locations.binary_search_by(|l| location_order(l, location)).is_err()
+            if !writes.iter().any(|(l, _)| l == location)
                 && let Some(mut entries) = self.data.get_mut(location)
             {
                 entries.remove(tx);
             }
         }
-        *last = new_locations;
+        last.clear();
+        last.extend(writes.iter().map(|(l, _)| *l));
         wrote_new
     }
 
@@ -258,18 +253,6 @@ fn clear_read(writer: TxIdx, entry: Entry) -> Read<U256> {
         Entry::Estimate => Read::Blocked(writer),
         Entry::Value(_) => Read::Value(U256::ZERO),
     }
-}
-
-fn location_order(a: &Location, b: &Location) -> std::cmp::Ordering {
-    fn key(l: &Location) -> (u8, Address, U256) {
-        match l {
-            Location::Basic(a) => (0, *a, U256::ZERO),
-            Location::Balance(a) => (1, *a, U256::ZERO),
-            Location::Storage(a, s) => (2, *a, *s),
-            Location::Clear(a) => (3, *a, U256::ZERO),
-        }
-    }
-    key(a).cmp(&key(b))
 }
 
 #[cfg(test)]
