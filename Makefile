@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 TEST_LOG := target/test-output.log
 
-.PHONY: dev test test-long lint fmt contracts contracts-check deps postgres-bin pr bench-ingress
+.PHONY: dev test test-long lint fmt contracts contracts-check deps postgres-bin pr bench-ingress bench-executor
 
 ## dev: run the whole system locally (private Postgres, anvil, all roles).
 dev: deps
@@ -27,6 +27,7 @@ test: deps
 
 ## test-long: the same suite with long loops turned up.
 test-long: export PROPTEST_CASES = 20000
+test-long: export EXECUTOR_RACE_REPS = 10
 test-long: test
 
 ## bench-ingress: accepted tx/s of our node (Postgres fsync on) against anvil
@@ -34,6 +35,13 @@ test-long: test
 ## BENCH_TXS_PER_ACCOUNT, BENCH_RUNS; see sequencer/loadgen/bench-ingress.sh).
 bench-ingress: deps
 	CARGO=$(CARGO) sequencer/loadgen/bench-ingress.sh
+
+## bench-executor: sequential against parallel (Block-STM) execution of the
+## benchmark workloads at 1 and 2 threads, with the two-halves ceiling; one
+## JSON line per workload and thread count (release profile; knobs BENCH_TXS,
+## BENCH_RUNS, BENCH_POOLS, BENCH_THREADS, BENCH_ONLY; see executor/benches/executor.rs).
+bench-executor:
+	$(CARGO) bench -q -p rollup-executor --bench executor
 
 ## lint: formatting and clippy with warnings as errors.
 lint:
