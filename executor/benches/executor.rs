@@ -53,7 +53,7 @@ fn bench(w: &Workload, runs: usize, threads: &[usize]) {
     for _ in 0..runs {
         sequential.push(run(Engine::Sequential, w).0);
         for (i, t) in threads.iter().enumerate() {
-            let (elapsed, out) = run(Engine::parallel_forced(*t), w);
+            let (elapsed, out) = run(Engine::parallel(*t), w);
             assert!(out == reference, "{}: parallel output differs from sequential", w.name);
             parallel[i].push(elapsed);
         }

@@ -38,7 +38,8 @@ pub enum Engine {
         /// Worker threads (0: one per available core).
         threads: usize,
         /// Blocks with fewer transactions run sequentially, where parallelism
-        /// cannot pay (0: always parallel, e.g. for conformance tests).
+        /// cannot pay; so do blocks found too contended while running. 0
+        /// forces Block-STM for every block to the end (conformance tests).
         min_txs: usize,
     },
 }
@@ -72,8 +73,8 @@ impl Engine {
             Self::Parallel { min_txs, .. } if transactions.len() < min_txs => {
                 sequential::execute(env, state, transactions, policy)
             }
-            Self::Parallel { threads, .. } => {
-                parallel::execute(env, state, transactions, policy, threads)
+            Self::Parallel { threads, min_txs } => {
+                parallel::execute(env, state, transactions, policy, threads, min_txs > 0)
             }
         }
     }

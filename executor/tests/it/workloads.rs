@@ -37,3 +37,18 @@ fn amm_swaps() {
 fn dependent_chain() {
     check(&Workload::dependent_chain(100));
 }
+
+#[test]
+fn the_adaptive_engine_matches_on_contended_blocks() {
+    use rollup_executor::Engine;
+    for w in [Workload::dependent_chain(400), Workload::erc20_hotspot(400, 100)] {
+        let reference =
+            Engine::Sequential.execute(&w.env, &w.state, &w.txs, InvalidTxPolicy::Skip).unwrap();
+        for threads in [1, 2, 4] {
+            let out = Engine::parallel(threads)
+                .execute(&w.env, &w.state, &w.txs, InvalidTxPolicy::Skip)
+                .unwrap();
+            assert!(out == reference, "{} at {threads} threads", w.name);
+        }
+    }
+}

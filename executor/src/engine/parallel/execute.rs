@@ -111,7 +111,8 @@ impl<'a, DB: DatabaseRef> ExecContext<'a, DB> {
         evm.ctx.journaled_state.database.tx = tx;
         evm.ctx.journaled_state.database.reads.clear();
         let result = self.try_execute(evm, tx_env);
-        let reads = std::mem::take(&mut evm.ctx.journaled_state.database.reads);
+        let reads =
+            std::mem::replace(&mut evm.ctx.journaled_state.database.reads, Vec::with_capacity(16));
         match result {
             Ok(Some((writes, outcome))) => {
                 Execution::Done(Box::new(TxOutput { reads, writes, outcome }))

@@ -51,7 +51,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex, OnceLock,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
 };
 
@@ -59,13 +59,17 @@ use std::{
 pub(crate) type TxIdx = usize;
 
 /// Executes `transactions` with Block-STM on `threads` workers (0: one per
-/// available core).
+/// available core). With `adaptive`, a block whose conflict rate shows that
+/// Block-STM would re-execute most transactions (a dependent chain) is
+/// executed sequentially instead; without it every block goes through
+/// Block-STM to the end.
 pub fn execute<DB: DatabaseRef + Sync>(
     env: &ExecutionEnv,
     state: &DB,
     transactions: &[RecoveredTx],
     policy: InvalidTxPolicy,
     threads: usize,
+    adaptive: bool,
 ) -> Result<EngineOutput, EngineError<DB::Error>> {
     let pool = pool(threads);
     let workers = pool.current_num_threads();
@@ -86,10 +90,18 @@ pub fn execute<DB: DatabaseRef + Sync>(
         scheduler: Scheduler::new(transactions.len()),
         outputs: (0..transactions.len()).map(|_| Mutex::new(None)).collect(),
         fatal: AtomicBool::new(false),
+        contended: AtomicBool::new(false),
+        scheduler_workers: if adaptive { workers } else { 1 },
+        executions: AtomicUsize::new(0),
+        conflicts: AtomicUsize::new(0),
     };
     pool.broadcast(|_| run.work());
     if run.fatal.load(Ordering::Acquire) {
         tracing::debug!("parallel execution hit a fatal error; running the block sequentially");
+        return sequential::execute(env, state, transactions, policy);
+    }
+    if run.contended.load(Ordering::Acquire) {
+        tracing::debug!("block too contended for parallel execution; running it sequentially");
         return sequential::execute(env, state, transactions, policy);
     }
     let Run { outputs, .. } = run;
@@ -142,6 +154,34 @@ struct Run<'a, DB> {
     scheduler: Scheduler,
     outputs: Vec<Mutex<Option<Box<TxOutput>>>>,
     fatal: AtomicBool,
+    /// Worker threads (1 when the contention fallback is off).
+    scheduler_workers: usize,
+    /// Set when conflicts make parallel execution slower than sequential.
+    contended: AtomicBool,
+    /// Incarnations executed so far.
+    executions: AtomicUsize,
+    /// Aborts and dependency waits so far.
+    conflicts: AtomicUsize,
+}
+
+/// Executions seen before the conflict rate is judged.
+const CONTENTION_WINDOW: usize = 128;
+
+impl<DB> Run<'_, DB> {
+    /// Counts a conflict; when they are so frequent that Block-STM would
+    /// re-execute most transactions (a dependent chain), stops the parallel
+    /// run: the block is executed sequentially instead.
+    fn conflict(&self) {
+        if self.scheduler_workers < 2 {
+            return;
+        }
+        let conflicts = self.conflicts.fetch_add(1, Ordering::Relaxed) + 1;
+        let executions = self.executions.load(Ordering::Relaxed);
+        if executions >= CONTENTION_WINDOW && conflicts * 5 > executions * 2 {
+            self.contended.store(true, Ordering::Release);
+            self.scheduler.halt();
+        }
+    }
 }
 
 impl<'a, DB: DatabaseRef + Sync> Run<'a, DB> {
@@ -175,6 +215,7 @@ impl<'a, DB: DatabaseRef + Sync> Run<'a, DB> {
             match self.ctx.execute(evm, version.tx, &self.tx_envs[version.tx]) {
                 Execution::Blocked(blocking) => {
                     if self.scheduler.add_dependency(version.tx, blocking) {
+                        self.conflict();
                         return None;
                     }
                 }
@@ -184,6 +225,7 @@ impl<'a, DB: DatabaseRef + Sync> Run<'a, DB> {
                     return None;
                 }
                 Execution::Done(output) => {
+                    self.executions.fetch_add(1, Ordering::Relaxed);
                     let wrote_new = self.ctx.memory.record(version.tx, &output.writes);
                     *self.outputs[version.tx].lock().unwrap_or_else(|e| e.into_inner()) =
                         Some(output);
@@ -203,6 +245,7 @@ impl<'a, DB: DatabaseRef + Sync> Run<'a, DB> {
         let aborted = !valid && self.scheduler.try_validation_abort(version);
         if aborted {
             self.ctx.memory.mark_estimates(version.tx);
+            self.conflict();
         }
         self.scheduler.finish_validation(version.tx, aborted)
     }
