@@ -83,7 +83,6 @@ pub(crate) fn finalize<DB: DatabaseRef + Sync>(
             .map(|shard| shard_diff(env, base, &included, shard, shards))
             .collect()
     });
-    pool.spawn(move || drop(included));
     let mut diff = StateDiff::default();
     for part in diffs {
         let part = part?;

@@ -23,7 +23,10 @@ use super::TxIdx;
 use alloy_primitives::{Address, B256, U256, map::DefaultHashBuilder};
 use dashmap::DashMap;
 use smallvec::SmallVec;
-use std::sync::Mutex;
+use std::sync::{
+    Mutex,
+    atomic::{AtomicBool, Ordering},
+};
 
 /// One independently versioned piece of state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -127,6 +130,11 @@ impl Versions {
 #[derive(Debug)]
 pub(crate) struct MvMemory {
     data: DashMap<Location, Versions, DefaultHashBuilder>,
+    /// Whether any storage wipe was ever recorded in this block (most blocks
+    /// have none; then slot reads skip the wipe lookup). Set before the wipe
+    /// is inserted, so a validation that runs after the wiping incarnation
+    /// finished always sees it.
+    any_clear: AtomicBool,
     /// Locations each transaction's last incarnation wrote.
     last_written: Vec<Mutex<Vec<Location>>>,
 }
@@ -141,6 +149,7 @@ impl MvMemory {
                 DefaultHashBuilder::default(),
                 shards,
             ),
+            any_clear: AtomicBool::new(false),
             last_written: (0..len).map(|_| Mutex::new(Vec::new())).collect(),
         }
     }
@@ -150,6 +159,9 @@ impl MvMemory {
     /// did not (then every higher transaction must be validated again).
     pub(crate) fn record(&self, tx: TxIdx, writes: &[(Location, Write)]) -> bool {
         for (location, write) in writes {
+            if matches!(location, Location::Clear(_)) {
+                self.any_clear.store(true, Ordering::SeqCst);
+            }
             self.data.entry(*location).or_default().insert(tx, Entry::Value(*write));
         }
         // Write sets are small (a handful of locations): linear scans.
@@ -236,7 +248,11 @@ impl MvMemory {
     /// Reads a storage slot, honouring storage wipes.
     pub(crate) fn read_storage(&self, address: Address, slot: U256, tx: TxIdx) -> Read<U256> {
         let written = self.latest(&Location::Storage(address, slot), tx);
-        let cleared = self.latest(&Location::Clear(address), tx);
+        let cleared = if self.any_clear.load(Ordering::SeqCst) {
+            self.latest(&Location::Clear(address), tx)
+        } else {
+            None
+        };
         match (written, cleared) {
             (Some((i, _)), Some((c, entry))) if c > i => clear_read(c, entry),
             (None, Some((c, entry))) => clear_read(c, entry),

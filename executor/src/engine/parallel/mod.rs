@@ -109,8 +109,7 @@ pub fn execute<DB: DatabaseRef + Sync>(
         .into_iter()
         .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()).map(|o| *o))
         .collect();
-    // The block's scratch memory is freed off the critical path.
-    pool.spawn(move || drop((memory, code, tx_envs)));
+    drop((memory, code, tx_envs));
     let Some(outputs) = outputs else {
         return Err(EngineError::Evm("parallel engine left a transaction unexecuted".into()));
     };
