@@ -267,8 +267,7 @@ pub(crate) fn beneficiary_writes<DB: DatabaseRef>(
         writes.push((Location::Balance(beneficiary), Write::AddBalance(reward)));
         return Ok(());
     }
-    let core = view.core(beneficiary)?;
-    let balance = view.balance(beneficiary)?;
+    let (core, balance) = view.account(beneficiary)?;
     let empty = balance.is_zero()
         && core.is_none_or(|c| c.nonce == 0 && c.code_hash == alloy_trie::KECCAK_EMPTY);
     if empty {

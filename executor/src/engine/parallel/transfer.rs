@@ -114,11 +114,11 @@ pub(crate) fn try_plain_transfer<DB: DatabaseRef>(
 ) -> Result<Option<PlainTransfer>, ViewError<DB::Error>> {
     let Some(to) = eligible(env, precompiles, tx) else { return Ok(None) };
     // A missing sender may still hold lazily credited wei: nonce 0, no code.
-    let sender = view.core(tx.caller)?.unwrap_or(AccountCore { nonce: 0, code_hash: KECCAK_EMPTY });
+    let (sender, balance) = view.account(tx.caller)?;
+    let sender = sender.unwrap_or(AccountCore { nonce: 0, code_hash: KECCAK_EMPTY });
     if sender.code_hash != KECCAK_EMPTY || sender.nonce != tx.nonce {
         return Ok(None);
     }
-    let balance = view.balance(tx.caller)?;
     match tx.max_balance_spending() {
         Ok(max) if max <= balance => {}
         _ => return Ok(None),

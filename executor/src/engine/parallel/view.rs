@@ -68,11 +68,15 @@ impl<DB: DatabaseRef> TxView<'_, DB> {
         Ok(core)
     }
 
-    /// Balance of `address` (recorded).
-    pub(crate) fn balance(&mut self, address: Address) -> Result<U256, ViewError<DB::Error>> {
-        let balance = read_balance(self.memory, self.base, address, self.tx)?;
+    /// Existence, nonce, code hash and balance of `address` (recorded).
+    pub(crate) fn account(
+        &mut self,
+        address: Address,
+    ) -> Result<(Option<AccountCore>, U256), ViewError<DB::Error>> {
+        let (core, balance) = read_account(self.memory, self.base, address, self.tx)?;
+        self.reads.push(ReadRecord::Basic(address, core));
         self.reads.push(ReadRecord::Balance(address, balance));
-        Ok(balance)
+        Ok((core, balance))
     }
 }
 
@@ -90,6 +94,37 @@ fn read_core<DB: DatabaseRef>(
             .map_err(ViewError::Base)?
             .map(|info| AccountCore { nonce: info.nonce, code_hash: info.code_hash })),
     }
+}
+
+/// Both account locations, with one snapshot lookup when neither was
+/// written.
+fn read_account<DB: DatabaseRef>(
+    memory: &MvMemory,
+    base: &DB,
+    address: Address,
+    tx: TxIdx,
+) -> Result<(Option<AccountCore>, U256), ViewError<DB::Error>> {
+    let mut cached: Option<Option<AccountInfo>> = None;
+    let mut base_info = || -> Result<Option<AccountInfo>, ViewError<DB::Error>> {
+        if cached.is_none() {
+            cached = Some(base.basic_ref(address).map_err(ViewError::Base)?);
+        }
+        Ok(cached.clone().flatten())
+    };
+    let core = match memory.read_basic(address, tx) {
+        Read::Value(core) => core,
+        Read::Blocked(i) => return Err(ViewError::Blocked(i)),
+        Read::Base => {
+            base_info()?.map(|info| AccountCore { nonce: info.nonce, code_hash: info.code_hash })
+        }
+    };
+    let mut base_balance = || Ok(base_info()?.map(|i| i.balance).unwrap_or_default());
+    let balance = match memory.read_balance(address, tx, &mut base_balance)? {
+        Read::Value(balance) => balance,
+        Read::Blocked(i) => return Err(ViewError::Blocked(i)),
+        Read::Base => base_balance()?,
+    };
+    Ok((core, balance))
 }
 
 fn read_balance<DB: DatabaseRef>(
@@ -129,17 +164,32 @@ pub(crate) fn validate<DB: DatabaseRef>(
     tx: TxIdx,
     reads: &[ReadRecord],
 ) -> bool {
-    reads.iter().all(|read| match *read {
-        ReadRecord::Basic(address, core) => {
-            matches!(read_core(memory, base, address, tx), Ok(now) if now == core)
+    let mut i = 0;
+    while i < reads.len() {
+        let valid = match (reads[i], reads.get(i + 1)) {
+            // An account read: both fields with one snapshot lookup.
+            (ReadRecord::Basic(address, core), Some(ReadRecord::Balance(a, balance)))
+                if *a == address =>
+            {
+                i += 1;
+                matches!(read_account(memory, base, address, tx), Ok(now) if now == (core, *balance))
+            }
+            (ReadRecord::Basic(address, core), _) => {
+                matches!(read_core(memory, base, address, tx), Ok(now) if now == core)
+            }
+            (ReadRecord::Balance(address, balance), _) => {
+                matches!(read_balance(memory, base, address, tx), Ok(now) if now == balance)
+            }
+            (ReadRecord::Storage(address, slot, value), _) => {
+                matches!(read_storage(memory, base, address, slot, tx), Ok(now) if now == value)
+            }
+        };
+        if !valid {
+            return false;
         }
-        ReadRecord::Balance(address, balance) => {
-            matches!(read_balance(memory, base, address, tx), Ok(now) if now == balance)
-        }
-        ReadRecord::Storage(address, slot, value) => {
-            matches!(read_storage(memory, base, address, slot, tx), Ok(now) if now == value)
-        }
-    })
+        i += 1;
+    }
+    true
 }
 
 /// The account revm sees for existence/nonce/code `core` and `balance`: the
@@ -158,28 +208,7 @@ impl<DB: DatabaseRef> Database for TxView<'_, DB> {
     type Error = ViewError<DB::Error>;
 
     fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
-        // One snapshot lookup serves both fields when neither was written.
-        let mut base = None;
-        let mut base_info = || -> Result<Option<AccountInfo>, Self::Error> {
-            if base.is_none() {
-                base = Some(self.base.basic_ref(address).map_err(ViewError::Base)?);
-            }
-            Ok(base.clone().flatten())
-        };
-        let core = match self.memory.read_basic(address, self.tx) {
-            Read::Value(core) => core,
-            Read::Blocked(i) => return Err(ViewError::Blocked(i)),
-            Read::Base => base_info()?
-                .map(|info| AccountCore { nonce: info.nonce, code_hash: info.code_hash }),
-        };
-        let mut base_balance = || Ok(base_info()?.map(|i| i.balance).unwrap_or_default());
-        let balance = match self.memory.read_balance(address, self.tx, &mut base_balance)? {
-            Read::Value(balance) => balance,
-            Read::Blocked(i) => return Err(ViewError::Blocked(i)),
-            Read::Base => base_balance()?,
-        };
-        self.reads.push(ReadRecord::Basic(address, core));
-        self.reads.push(ReadRecord::Balance(address, balance));
+        let (core, balance) = self.account(address)?;
         Ok(account_info(core, balance))
     }
 
