@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 TEST_LOG := target/test-output.log
 
-.PHONY: dev test test-long lint fmt contracts contracts-check deps postgres-bin pr bench-ingress bench-state conformance
+.PHONY: dev test test-long lint fmt contracts contracts-check deps postgres-bin pr bench-ingress bench-state bench-executor conformance
 
 ## dev: run the whole system locally (private Postgres, anvil, all roles).
 dev: deps
@@ -29,6 +29,7 @@ test: deps
 test-long: export PROPTEST_CASES = 20000
 test-long: export FAULT_ROUNDS = 5
 test-long: export CONFORMANCE_SLOW = 1
+test-long: export EXECUTOR_RACE_REPS = 10
 test-long: test
 
 ## bench-ingress: accepted tx/s of our node (Postgres fsync on) against anvil
@@ -47,11 +48,18 @@ bench-state: deps
 ## conformance: the Ethereum fixtures (BlockchainTests/ValidBlocks, the Cancun
 ## GeneralStateTests, TrieTests) through the executor. Fixtures from
 ## ETHEREUM_TESTS_DIR (default ../shared/ethereum-tests); a missing directory
-## fails. CONFORMANCE_ENGINE picks the engine (default sequential); extra
+## fails. CONFORMANCE_ENGINE picks the engine (default parallel, forced); extra
 ## arguments filter: make conformance ARGS="state stRandom".
 ETHEREUM_TESTS_DIR ?= $(abspath ../shared/ethereum-tests)
 conformance:
 	ETHEREUM_TESTS_DIR=$(ETHEREUM_TESTS_DIR) $(CARGO) test -p rollup-executor --test conformance -- $(ARGS)
+
+## bench-executor: sequential against parallel (Block-STM) execution of the
+## benchmark workloads at 1 and 2 threads, with the two-halves ceiling; one
+## JSON line per workload and thread count (release profile; knobs BENCH_TXS,
+## BENCH_RUNS, BENCH_POOLS, BENCH_THREADS, BENCH_ONLY; see executor/benches/executor.rs).
+bench-executor:
+	$(CARGO) bench -q -p rollup-executor --bench executor
 
 ## lint: formatting and clippy with warnings as errors.
 lint:

@@ -13,6 +13,8 @@
 //!   parallel).
 //! - [`block`]: executes an ordered list of transactions into a block.
 //! - [`tx`]: signed transactions into revm's `TxEnv`.
+//! - [`workload`]: synthetic blocks over the compiled test contracts, for
+//!   differential tests and benchmarks.
 //!
 //! ```
 //! use rollup_executor::{ChainConfig, genesis::{ChainGenesis, funded_genesis}};
@@ -33,6 +35,7 @@ pub mod history;
 pub mod state;
 pub mod trie;
 pub mod tx;
+pub mod workload;
 
 pub use block::{
     BlockEnvironment, ExecutedBlock, InvalidTxPolicy, ParentBlock, SealedBlock, execute_block,

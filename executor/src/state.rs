@@ -419,7 +419,8 @@ impl<'a, DB: DatabaseRef> BlockState<'a, DB> {
         Ok(diff)
     }
 
-    fn commit_account(&mut self, address: Address, account: Account) {
+    /// Commits one account of a transaction's write set.
+    pub(crate) fn commit_account(&mut self, address: Address, account: &Account) {
         if !account.is_touched() {
             return;
         }
@@ -441,9 +442,9 @@ impl<'a, DB: DatabaseRef> BlockState<'a, DB> {
             self.code.entry(account.info.code_hash).or_insert_with(|| code.original_bytes());
         }
         entry.info = Some(BasicAccount::from_info(&account.info));
-        for (slot, value) in account.storage {
+        for (slot, value) in &account.storage {
             if value.is_changed() || entry.storage_cleared {
-                entry.storage.insert(slot, value.present_value());
+                entry.storage.insert(*slot, value.present_value());
             }
         }
     }
@@ -486,7 +487,7 @@ impl<DB: DatabaseRef> Database for BlockState<'_, DB> {
 impl<DB: DatabaseRef> DatabaseCommit for BlockState<'_, DB> {
     fn commit(&mut self, changes: AddressMap<Account>) {
         for (address, account) in changes {
-            self.commit_account(address, account);
+            self.commit_account(address, &account);
         }
     }
 }

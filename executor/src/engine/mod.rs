@@ -16,6 +16,7 @@
 //! keeps a transaction's inclusion independent of what later ones do, which
 //! lets a parallel engine decide inclusion in order after execution.
 
+pub mod parallel;
 pub mod sequential;
 
 use crate::{block::SkipReason, state::StateDiff, tx::RecoveredTx};
@@ -31,9 +32,34 @@ pub enum Engine {
     /// Plain revm, one transaction after another: the reference.
     #[default]
     Sequential,
+    /// Block-STM on a rayon pool (see [`parallel`]); output identical to
+    /// [`Engine::Sequential`].
+    Parallel {
+        /// Worker threads (0: one per available core).
+        threads: usize,
+        /// Blocks with fewer transactions run sequentially, where parallelism
+        /// cannot pay; so do blocks found too contended while running. 0
+        /// forces Block-STM for every block to the end (conformance tests).
+        min_txs: usize,
+    },
 }
 
 impl Engine {
+    /// The parallel engine with `threads` workers (0: one per core) and the
+    /// default sequential fallback for blocks under
+    /// [`Engine::DEFAULT_MIN_PARALLEL_TXS`] transactions.
+    pub const fn parallel(threads: usize) -> Self {
+        Self::Parallel { threads, min_txs: Self::DEFAULT_MIN_PARALLEL_TXS }
+    }
+
+    /// The parallel engine even for one-transaction blocks.
+    pub const fn parallel_forced(threads: usize) -> Self {
+        Self::Parallel { threads, min_txs: 0 }
+    }
+
+    /// Below this many transactions a block runs sequentially by default.
+    pub const DEFAULT_MIN_PARALLEL_TXS: usize = 4;
+
     /// Runs `transactions` in order on top of `state`.
     pub fn execute<DB: DatabaseRef + Sync>(
         self,
@@ -44,6 +70,12 @@ impl Engine {
     ) -> Result<EngineOutput, EngineError<DB::Error>> {
         match self {
             Self::Sequential => sequential::execute(env, state, transactions, policy),
+            Self::Parallel { min_txs, .. } if transactions.len() < min_txs => {
+                sequential::execute(env, state, transactions, policy)
+            }
+            Self::Parallel { threads, min_txs } => {
+                parallel::execute(env, state, transactions, policy, threads, min_txs > 0)
+            }
         }
     }
 }

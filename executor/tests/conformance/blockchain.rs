@@ -4,14 +4,13 @@
 use crate::{
     Filter,
     fixtures::{
-        FixtureAccount, Outcome, Report, build_state, case_name, json_files, read_json,
+        FixtureAccount, Outcome, Report, build_state, case_name, json_files, map_files, read_json,
         state_differences,
     },
 };
 use alloy_consensus::{Block, Header, TxEnvelope, transaction::SignerRecoverable};
 use alloy_primitives::{Address, B256, Bloom, Bytes, U256};
 use alloy_rlp::Decodable;
-use rayon::prelude::*;
 use revm::primitives::hardfork::SpecId;
 use rollup_executor::{
     Engine, InvalidTxPolicy, MemoryState, RecoveredTx,
@@ -59,33 +58,33 @@ struct FixtureHeader {
 pub(crate) fn run(dir: &Path, engine: Engine, filter: &Filter) -> Report {
     let root = dir.join("BlockchainTests");
     let files = json_files(&root.join("ValidBlocks"));
-    let results: Vec<(String, Outcome)> = files
-        .par_iter()
-        .flat_map_iter(|file| {
-            let tests: BTreeMap<String, BlockchainTest> = match read_json(file) {
-                Ok(tests) => tests,
-                Err(e) => {
-                    return vec![(case_name(&root, file, "*"), Outcome::Failed(e))];
-                }
-            };
-            tests
-                .into_iter()
-                .map(|(name, test)| (case_name(&root, file, &name), test))
-                .filter(|(name, _)| filter.case(name))
-                .map(|(name, test)| {
-                    let outcome = if test.network == "Cancun" {
-                        match run_test(&test, engine) {
-                            Ok(()) => Outcome::Passed,
-                            Err(e) => Outcome::Failed(e),
-                        }
-                    } else {
-                        Outcome::Skipped(format!("network {} (only Cancun is run)", test.network))
-                    };
-                    (name, outcome)
-                })
-                .collect()
-        })
-        .collect();
+    let results: Vec<(String, Outcome)> = map_files(&files, |file| -> Vec<(String, Outcome)> {
+        let tests: BTreeMap<String, BlockchainTest> = match read_json(file) {
+            Ok(tests) => tests,
+            Err(e) => {
+                return vec![(case_name(&root, file, "*"), Outcome::Failed(e))];
+            }
+        };
+        tests
+            .into_iter()
+            .map(|(name, test)| (case_name(&root, file, &name), test))
+            .filter(|(name, _)| filter.case(name))
+            .map(|(name, test)| {
+                let outcome = if test.network == "Cancun" {
+                    match run_test(&test, engine) {
+                        Ok(()) => Outcome::Passed,
+                        Err(e) => Outcome::Failed(e),
+                    }
+                } else {
+                    Outcome::Skipped(format!("network {} (only Cancun is run)", test.network))
+                };
+                (name, outcome)
+            })
+            .collect()
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     let mut report = Report::new("blockchain");
     for (name, outcome) in results {
         report.record(name, outcome);

@@ -215,3 +215,37 @@ pub(crate) enum Outcome {
     /// Not run (why).
     Skipped(String),
 }
+
+/// Stack of each runner thread: fixtures nest deeply and calls go 1,024
+/// frames deep, more than the 2 MiB default holds in unoptimized builds.
+const RUNNER_STACK_BYTES: usize = 64 * 1024 * 1024;
+
+/// `f` over every file on one plain thread per core, results in file order.
+///
+/// Plain threads, not rayon's pool: a rayon worker waiting for the parallel
+/// engine's pool steals other cases onto its own stack, nesting them until
+/// the stack overflows.
+pub(crate) fn map_files<T: Send>(files: &[PathBuf], f: impl Fn(&PathBuf) -> T + Sync) -> Vec<T> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len());
+    let mut results: Vec<(usize, T)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                std::thread::Builder::new()
+                    .stack_size(RUNNER_STACK_BYTES)
+                    .spawn_scoped(scope, || {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(file) = files.get(i) else { return done };
+                            done.push((i, f(file)));
+                        }
+                    })
+                    .expect("spawn a runner thread")
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("runner thread")).collect()
+    });
+    results.sort_unstable_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, result)| result).collect()
+}

@@ -5,7 +5,7 @@
 //! Fixtures are read from `ETHEREUM_TESTS_DIR` (default
 //! `../shared/ethereum-tests` beside the checkout); a missing directory is a
 //! failure, never a silent pass. The engine is chosen in one place,
-//! [`engine`] (`CONFORMANCE_ENGINE`, default `sequential`).
+//! [`engine`] (`CONFORMANCE_ENGINE`, default `parallel`, forced).
 //!
 //! Usage: `cargo test -p rollup-executor --test conformance [-- FILTER...]`,
 //! where a filter is a suite name (`blockchain`, `state`, `trie`) or a
@@ -24,12 +24,14 @@ use std::{process::ExitCode, time::Instant};
 
 /// The engine every runner executes blocks with.
 ///
-/// `CONFORMANCE_ENGINE=sequential` (the default) is the only engine so far;
-/// the parallel engine will be selected here, on its forced parallel path.
+/// `CONFORMANCE_ENGINE`: `parallel` (the default: Block-STM forced for
+/// every block, even one-transaction ones, so no case is decided by the
+/// sequential fallback) or `sequential` (the reference).
 fn engine() -> Engine {
     match std::env::var("CONFORMANCE_ENGINE").as_deref() {
-        Err(_) | Ok("sequential") => Engine::Sequential,
-        Ok(other) => panic!("CONFORMANCE_ENGINE={other}: known engines are: sequential"),
+        Err(_) | Ok("parallel") => Engine::parallel_forced(0),
+        Ok("sequential") => Engine::Sequential,
+        Ok(other) => panic!("CONFORMANCE_ENGINE={other}: known engines are parallel, sequential"),
     }
 }
 

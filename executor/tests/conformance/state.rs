@@ -5,14 +5,13 @@
 use crate::{
     Filter,
     fixtures::{
-        FixtureAccount, Outcome, Report, build_state, case_name, json_files, read_json,
+        FixtureAccount, Outcome, Report, build_state, case_name, json_files, map_files, read_json,
         state_differences, word,
     },
 };
 use alloy_consensus::{TxEnvelope, transaction::SignerRecoverable};
 use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{Address, B256, Bytes, Log, U256, keccak256};
-use rayon::prelude::*;
 use revm::{DatabaseRef, bytecode::Bytecode, primitives::hardfork::SpecId, state::AccountInfo};
 use rollup_executor::{
     Engine, InvalidTxPolicy, MemoryState, RecoveredTx, block::BlockEnvironment, engine::TxResult,
@@ -83,14 +82,11 @@ type Cases = Vec<(String, Outcome)>;
 pub(crate) fn run(dir: &Path, engine: Engine, filter: &Filter) -> Report {
     let root = dir.join("GeneralStateTests");
     let files = json_files(&root);
-    let results: Vec<(String, Cases, Duration)> = files
-        .par_iter()
-        .map(|file| {
-            let started = Instant::now();
-            let outcomes = run_file(&root, file, engine, filter);
-            (case_name(&root, file, "*"), outcomes, started.elapsed())
-        })
-        .collect();
+    let results: Vec<(String, Cases, Duration)> = map_files(&files, |file| {
+        let started = Instant::now();
+        let outcomes = run_file(&root, file, engine, filter);
+        (case_name(&root, file, "*"), outcomes, started.elapsed())
+    });
     let mut report = Report::new("state");
     for (file, outcomes, elapsed) in results {
         report.time_file(file, elapsed);

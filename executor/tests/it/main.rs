@@ -1,0 +1,5 @@
+//! Integration tests of the executor (one test binary, see STYLE.md).
+
+mod common;
+mod differential;
+mod workloads;
