@@ -10,6 +10,7 @@ use rollup_sequencer::{
     dev::{self, DevOptions},
     node::{self, NodeOptions, Roles},
     pool::PoolLimits,
+    producer::ExecutorChoice,
     rpc::limits::RpcLimits,
 };
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -99,6 +100,10 @@ enum Command {
         /// memory as diffs).
         #[arg(long, env = "STATE_HISTORY_BLOCKS", default_value_t = rollup_sequencer::chain_view::DEFAULT_HISTORY_BLOCKS)]
         state_history_blocks: usize,
+        /// Block execution: parallel (Block-STM), sequential, or verify (both,
+        /// compared; production stops on any difference).
+        #[arg(long, env = "EXECUTOR", default_value = "parallel", value_parser = ExecutorChoice::parse)]
+        executor: ExecutorChoice,
         /// Keep the state diffs of this many recent blocks, prune older ones
         /// (unset: keep all). At least STATE_HISTORY_BLOCKS.
         #[arg(long, env = "DIFF_RETENTION_BLOCKS")]
@@ -186,6 +191,7 @@ async fn main() -> eyre::Result<()> {
             pool_max_total,
             pool_lifetime_secs,
             state_history_blocks,
+            executor,
             diff_retention_blocks,
             rate_limit_per_second,
             rate_limit_burst,
@@ -221,6 +227,7 @@ async fn main() -> eyre::Result<()> {
                     ..PoolLimits::default()
                 },
                 state_history_blocks,
+                executor,
                 diff_retention_blocks,
                 rpc_limits: RpcLimits {
                     rate_per_second: rate_limit_per_second,

@@ -78,6 +78,8 @@ pub struct NodeOptions {
     pub pool_limits: crate::pool::PoolLimits,
     /// Recent blocks whose state the read methods serve.
     pub state_history_blocks: usize,
+    /// The engine the block producer executes with.
+    pub executor: crate::producer::ExecutorChoice,
     /// Keep the state diffs of this many recent blocks and prune older ones
     /// (`None`: keep all). At least `state_history_blocks`, and at least the
     /// challenge window once the settlement contract has one.
@@ -134,9 +136,14 @@ pub async fn start(
     let mut tasks = JoinSet::new();
 
     if options.roles.producer {
-        let producer =
-            BlockProducer::new(config.clone(), store.clone(), view.clone(), metrics.clone())
-                .await?;
+        let producer = BlockProducer::new(
+            config.clone(),
+            store.clone(),
+            view.clone(),
+            metrics.clone(),
+            options.executor,
+        )
+        .await?;
         tasks.spawn(producer.run(shutdown.clone()));
         if let Some(retention) = options.diff_retention_blocks {
             if retention < options.state_history_blocks as u64 {

@@ -7,7 +7,7 @@ use alloy_consensus::{Header, TxEnvelope};
 use alloy_eips::Decodable2718;
 use alloy_primitives::{Address, B256};
 use rollup_executor::{
-    ChainConfig, Engine, InvalidTxPolicy, MemoryState, ParentBlock, RecoveredTx,
+    ChainConfig, Engine, ExecutedBlock, InvalidTxPolicy, MemoryState, ParentBlock, RecoveredTx,
     block::{SkipReason, SkippedTx},
     execute_block,
 };
@@ -37,6 +37,64 @@ pub enum ProducerError {
     /// Execution failed for a reason that is not a transaction's fault.
     #[error("execution: {0}")]
     Execution(String),
+    /// `--verify-executor`: the parallel and sequential engines disagreed
+    /// (fatal: production stops).
+    #[error("the parallel engine's block {number} differs from the sequential engine's: {what}")]
+    EngineMismatch {
+        /// The block number.
+        number: u64,
+        /// The first part that differs.
+        what: &'static str,
+    },
+}
+
+/// Which engine the producer executes blocks with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExecutorChoice {
+    /// Plain revm, one transaction after another.
+    Sequential,
+    /// Block-STM on all cores (sequential for tiny blocks).
+    #[default]
+    Parallel,
+    /// Both, compared block by block; production stops on any difference.
+    Verify,
+}
+
+impl ExecutorChoice {
+    /// Parses `sequential`, `parallel` or `verify`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "sequential" => Ok(Self::Sequential),
+            "parallel" => Ok(Self::Parallel),
+            "verify" => Ok(Self::Verify),
+            other => Err(format!("unknown executor {other:?}: sequential, parallel or verify")),
+        }
+    }
+
+    /// The engine whose block is committed.
+    pub const fn engine(self) -> Engine {
+        match self {
+            Self::Sequential => Engine::Sequential,
+            Self::Parallel | Self::Verify => Engine::parallel(0),
+        }
+    }
+}
+
+/// Where two executions of one block differ first, if they do.
+fn first_difference(a: &ExecutedBlock, b: &ExecutedBlock) -> Option<&'static str> {
+    if a.transactions != b.transactions || a.skipped != b.skipped {
+        Some("included or skipped transactions")
+    } else if a.receipts != b.receipts {
+        Some("receipts")
+    } else if a.outcomes != b.outcomes {
+        Some("gas used, prices or created addresses")
+    } else if a.diff != b.diff {
+        Some("state diff")
+    } else if a.header != b.header {
+        Some("header")
+    } else {
+        None
+    }
 }
 
 /// Produces blocks; owns its copy of the head state.
@@ -49,6 +107,7 @@ pub struct BlockProducer {
     head: Header,
     head_hash: B256,
     metrics: NodeMetrics,
+    executor: ExecutorChoice,
 }
 
 impl BlockProducer {
@@ -58,9 +117,10 @@ impl BlockProducer {
         store: Store,
         view: ChainView,
         metrics: NodeMetrics,
+        executor: ExecutorChoice,
     ) -> Result<Self, ProducerError> {
         let (state, head, head_hash) = store.load_head_state().await?;
-        Ok(Self { config, store, view, state, head, head_hash, metrics })
+        Ok(Self { config, store, view, state, head, head_hash, metrics, executor })
     }
 
     /// Produces blocks while this process leads (see [`Leadership`]), until
@@ -99,6 +159,11 @@ impl BlockProducer {
                     result = self.produce() => result,
                     _ = shutdown.wait_for(|stop| *stop) => return,
                 };
+                if let Err(error @ ProducerError::EngineMismatch { .. }) = &result {
+                    tracing::error!(%error, "executor verification failed: block production stops");
+                    self.metrics.is_leader.set(0);
+                    return;
+                }
                 if let Err(error) = result {
                     tracing::warn!(%error, "block production failed; reloading head state");
                     let reloaded = tokio::select! {
@@ -145,16 +210,28 @@ impl BlockProducer {
         let timestamp = self.config.next_timestamp(self.head.timestamp, now);
         let parent = ParentBlock { header: &self.head, hash: self.head_hash };
         let started = std::time::Instant::now();
-        let executed = execute_block(
-            &self.config,
-            Engine::default(),
-            &self.state,
-            parent,
-            timestamp,
-            candidates,
-            InvalidTxPolicy::Skip,
-        )
-        .map_err(|e| ProducerError::Execution(e.to_string()))?;
+        let execute = |engine: Engine, candidates: Vec<RecoveredTx>| {
+            execute_block(
+                &self.config,
+                engine,
+                &self.state,
+                parent,
+                timestamp,
+                candidates,
+                InvalidTxPolicy::Skip,
+            )
+            .map_err(|e| ProducerError::Execution(e.to_string()))
+        };
+        let reference = match self.executor {
+            ExecutorChoice::Verify => Some(execute(Engine::Sequential, candidates.clone())?),
+            _ => None,
+        };
+        let executed = execute(self.executor.engine(), candidates)?;
+        if let Some(reference) = reference
+            && let Some(what) = first_difference(&executed, &reference)
+        {
+            return Err(ProducerError::EngineMismatch { number: executed.header.number, what });
+        }
         let mut dropped: Vec<SkippedTx> = executed
             .skipped
             .iter()

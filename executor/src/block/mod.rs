@@ -99,7 +99,7 @@ pub struct ParentBlock<'a> {
 }
 
 /// A block executed but not yet sealed with its state root.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecutedBlock {
     /// The header; `state_root` is filled by [`ExecutedBlock::seal`].
     pub header: Header,

@@ -147,6 +147,7 @@ fn node_options(
         pool_limits: rollup_sequencer::pool::PoolLimits::default(),
         state_history_blocks: rollup_sequencer::chain_view::DEFAULT_HISTORY_BLOCKS,
         diff_retention_blocks: None,
+        executor: rollup_sequencer::producer::ExecutorChoice::Verify,
         rpc_limits: RpcLimits::default(),
     }
 }
