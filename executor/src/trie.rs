@@ -405,23 +405,30 @@ impl Node {
                         mask.set_bit(i as u8);
                     }
                 }
-                let stack: Vec<RlpNode> = if depth < PARALLEL_DEPTH {
-                    branch
+                // The children's references, on the stack below the top levels.
+                let mut stack: [RlpNode; 16] = Default::default();
+                let mut count = 0;
+                if depth < PARALLEL_DEPTH {
+                    let hashed: Vec<RlpNode> = branch
                         .children
                         .par_iter_mut()
                         .filter(|c| !matches!(c, Self::Empty))
                         .map_init(Vec::new, |buf, child| child.rlp(depth + 1, buf))
-                        .collect()
+                        .collect();
+                    for rlp in hashed {
+                        stack[count] = rlp;
+                        count += 1;
+                    }
                 } else {
-                    branch
-                        .children
-                        .iter_mut()
-                        .filter(|c| !matches!(c, Self::Empty))
-                        .map(|child| child.rlp(depth + 1, buf))
-                        .collect()
-                };
+                    for child in branch.children.iter_mut() {
+                        if !matches!(child, Self::Empty) {
+                            stack[count] = child.rlp(depth + 1, buf);
+                            count += 1;
+                        }
+                    }
+                }
                 buf.clear();
-                let rlp = BranchNodeRef::new(&stack, mask).rlp(buf);
+                let rlp = BranchNodeRef::new(&stack[..count], mask).rlp(buf);
                 branch.rlp = Some(rlp.clone());
                 rlp
             }
