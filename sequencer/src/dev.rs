@@ -109,6 +109,7 @@ pub async fn run(options: DevOptions) -> eyre::Result<()> {
             suggested_priority_fee: 1_000_000,
             pool_limits: crate::pool::PoolLimits::default(),
             rpc_limits: crate::rpc::limits::RpcLimits::default(),
+            executor: Default::default(),
         },
         shutdown,
     )

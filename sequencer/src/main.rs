@@ -6,10 +6,12 @@
 
 use clap::{Parser, Subcommand};
 use rollup_batcher::l1::parse_key;
+use rollup_executor::Engine;
 use rollup_sequencer::{
     dev::{self, DevOptions},
     node::{self, NodeOptions, Roles},
     pool::PoolLimits,
+    producer::ExecutorOptions,
     rpc::limits::RpcLimits,
 };
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -107,6 +109,16 @@ enum Command {
         /// File holding the bearer token of the admin methods (or set ADMIN_TOKEN).
         #[arg(long, env = "ADMIN_TOKEN_FILE")]
         admin_token_file: Option<PathBuf>,
+        /// Execution engine of the block producer.
+        #[arg(long, env = "EXECUTOR", value_enum, default_value_t = ExecutorKind::Parallel)]
+        executor: ExecutorKind,
+        /// Worker threads of the parallel engine (0: one per core).
+        #[arg(long, env = "EXECUTOR_THREADS", default_value_t = 0)]
+        executor_threads: usize,
+        /// Also execute every block with the other engine; stop producing on
+        /// any difference.
+        #[arg(long, env = "VERIFY_EXECUTOR")]
+        verify_executor: bool,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -129,6 +141,15 @@ fn load_key(
         None => std::env::var(env).ok(),
     };
     Ok(text.map(|t| parse_key(&t)).transpose()?)
+}
+
+/// The block producer's execution engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExecutorKind {
+    /// Plain revm, one transaction after another (the reference).
+    Sequential,
+    /// Block-STM on a thread pool (same output as sequential).
+    Parallel,
 }
 
 #[tokio::main]
@@ -181,6 +202,9 @@ async fn main() -> eyre::Result<()> {
             rate_limit_burst,
             max_in_flight,
             admin_token_file,
+            executor,
+            executor_threads,
+            verify_executor,
         } => {
             let admin_token = match admin_token_file {
                 Some(path) => Some(
@@ -215,6 +239,13 @@ async fn main() -> eyre::Result<()> {
                     burst: rate_limit_burst,
                     max_in_flight,
                     admin_token,
+                },
+                executor: ExecutorOptions {
+                    engine: match executor {
+                        ExecutorKind::Sequential => Engine::Sequential,
+                        ExecutorKind::Parallel => Engine::parallel(executor_threads),
+                    },
+                    verify: verify_executor,
                 },
             };
             let running = node::start(options, node::shutdown_on_signals()).await?;

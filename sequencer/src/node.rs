@@ -78,6 +78,8 @@ pub struct NodeOptions {
     pub pool_limits: crate::pool::PoolLimits,
     /// JSON-RPC server limits and admin token.
     pub rpc_limits: crate::rpc::limits::RpcLimits,
+    /// The block producer's execution engine and verification mode.
+    pub executor: crate::producer::ExecutorOptions,
 }
 
 /// Addresses a running node listens on.
@@ -130,7 +132,8 @@ pub async fn start(
     if options.roles.producer {
         let producer =
             BlockProducer::new(config.clone(), store.clone(), view.clone(), metrics.clone())
-                .await?;
+                .await?
+                .with_executor(options.executor);
         tasks.spawn(producer.run(shutdown.clone()));
     }
     if options.roles.api {

@@ -7,7 +7,7 @@ use alloy_consensus::{Header, TxEnvelope};
 use alloy_eips::Decodable2718;
 use alloy_primitives::{Address, B256};
 use rollup_executor::{
-    ChainConfig, Engine, InvalidTxPolicy, MemoryState, ParentBlock, RecoveredTx,
+    ChainConfig, Engine, ExecutedBlock, InvalidTxPolicy, MemoryState, ParentBlock, RecoveredTx,
     block::{SkipReason, SkippedTx},
     execute_block,
 };
@@ -37,6 +37,49 @@ pub enum ProducerError {
     /// Execution failed for a reason that is not a transaction's fault.
     #[error("execution: {0}")]
     Execution(String),
+    /// `--verify-executor`: the two engines disagreed on a block (fatal:
+    /// the producer stops).
+    #[error("executors disagree on block {number}: {what} differs")]
+    ExecutorMismatch {
+        /// The block number.
+        number: u64,
+        /// The first part that differs.
+        what: &'static str,
+    },
+}
+
+/// How the producer executes blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecutorOptions {
+    /// The engine blocks are built with.
+    pub engine: Engine,
+    /// Also execute every block with the other engine and stop producing on
+    /// any difference.
+    pub verify: bool,
+}
+
+impl Default for ExecutorOptions {
+    /// The parallel engine on every core, without verification.
+    fn default() -> Self {
+        Self { engine: Engine::parallel(0), verify: false }
+    }
+}
+
+/// The first part of two executions of the same block that differs.
+fn first_difference(a: &ExecutedBlock, b: &ExecutedBlock) -> Option<&'static str> {
+    if a.header != b.header {
+        Some("header")
+    } else if a.receipts != b.receipts {
+        Some("receipts")
+    } else if a.outcomes != b.outcomes {
+        Some("outcomes")
+    } else if a.skipped != b.skipped {
+        Some("skipped transactions")
+    } else if a.diff != b.diff {
+        Some("state diff")
+    } else {
+        None
+    }
 }
 
 /// Produces blocks; owns its copy of the head state.
@@ -49,6 +92,7 @@ pub struct BlockProducer {
     head: Header,
     head_hash: B256,
     metrics: NodeMetrics,
+    executor: ExecutorOptions,
 }
 
 impl BlockProducer {
@@ -60,7 +104,22 @@ impl BlockProducer {
         metrics: NodeMetrics,
     ) -> Result<Self, ProducerError> {
         let (state, head, head_hash) = store.load_head_state().await?;
-        Ok(Self { config, store, view, state, head, head_hash, metrics })
+        Ok(Self {
+            config,
+            store,
+            view,
+            state,
+            head,
+            head_hash,
+            metrics,
+            executor: ExecutorOptions::default(),
+        })
+    }
+
+    /// Sets the execution engine and verification mode.
+    pub fn with_executor(mut self, executor: ExecutorOptions) -> Self {
+        self.executor = executor;
+        self
     }
 
     /// Produces blocks while this process leads (see [`Leadership`]), until
@@ -99,6 +158,11 @@ impl BlockProducer {
                     result = self.produce() => result,
                     _ = shutdown.wait_for(|stop| *stop) => return,
                 };
+                if let Err(error @ ProducerError::ExecutorMismatch { .. }) = &result {
+                    tracing::error!(%error, "stopping block production");
+                    self.metrics.is_leader.set(0);
+                    return;
+                }
                 if let Err(error) = result {
                     tracing::warn!(%error, "block production failed; reloading head state");
                     let reloaded = tokio::select! {
@@ -145,9 +209,10 @@ impl BlockProducer {
         let timestamp = self.config.next_timestamp(self.head.timestamp, now);
         let parent = ParentBlock { header: &self.head, hash: self.head_hash };
         let started = std::time::Instant::now();
+        let check = self.executor.verify.then(|| candidates.clone());
         let executed = execute_block(
             &self.config,
-            Engine::default(),
+            self.executor.engine,
             &self.state,
             parent,
             timestamp,
@@ -155,6 +220,28 @@ impl BlockProducer {
             InvalidTxPolicy::Skip,
         )
         .map_err(|e| ProducerError::Execution(e.to_string()))?;
+        if let Some(candidates) = check {
+            let other = match self.executor.engine {
+                Engine::Sequential => Engine::parallel_forced(0),
+                _ => Engine::Sequential,
+            };
+            let again = execute_block(
+                &self.config,
+                other,
+                &self.state,
+                parent,
+                timestamp,
+                candidates,
+                InvalidTxPolicy::Skip,
+            )
+            .map_err(|e| ProducerError::Execution(e.to_string()))?;
+            if let Some(what) = first_difference(&executed, &again) {
+                return Err(ProducerError::ExecutorMismatch {
+                    number: executed.header.number,
+                    what,
+                });
+            }
+        }
         let mut dropped: Vec<SkippedTx> = executed
             .skipped
             .iter()

@@ -146,6 +146,7 @@ fn node_options(
         suggested_priority_fee: 1_000_000,
         pool_limits: rollup_sequencer::pool::PoolLimits::default(),
         rpc_limits: RpcLimits::default(),
+        executor: Default::default(),
     }
 }
 
