@@ -6,11 +6,12 @@
 
 use clap::{Parser, Subcommand};
 use rollup_batcher::l1::parse_key;
+use rollup_executor::Engine;
 use rollup_sequencer::{
     dev::{self, DevOptions},
     node::{self, NodeOptions, Roles},
     pool::PoolLimits,
-    producer::ExecutorChoice,
+    producer::ExecutorOptions,
     rpc::limits::RpcLimits,
 };
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -100,10 +101,6 @@ enum Command {
         /// memory as diffs).
         #[arg(long, env = "STATE_HISTORY_BLOCKS", default_value_t = rollup_sequencer::chain_view::DEFAULT_HISTORY_BLOCKS)]
         state_history_blocks: usize,
-        /// Block execution: parallel (Block-STM), sequential, or verify (both,
-        /// compared; production stops on any difference).
-        #[arg(long, env = "EXECUTOR", default_value = "parallel", value_parser = ExecutorChoice::parse)]
-        executor: ExecutorChoice,
         /// Keep the state diffs of this many recent blocks, prune older ones
         /// (unset: keep all). At least STATE_HISTORY_BLOCKS.
         #[arg(long, env = "DIFF_RETENTION_BLOCKS")]
@@ -120,6 +117,16 @@ enum Command {
         /// File holding the bearer token of the admin methods (or set ADMIN_TOKEN).
         #[arg(long, env = "ADMIN_TOKEN_FILE")]
         admin_token_file: Option<PathBuf>,
+        /// Execution engine of the block producer.
+        #[arg(long, env = "EXECUTOR", value_enum, default_value_t = ExecutorKind::Parallel)]
+        executor: ExecutorKind,
+        /// Worker threads of the parallel engine (0: one per core).
+        #[arg(long, env = "EXECUTOR_THREADS", default_value_t = 0)]
+        executor_threads: usize,
+        /// Also execute every block with the other engine; stop producing on
+        /// any difference.
+        #[arg(long, env = "VERIFY_EXECUTOR")]
+        verify_executor: bool,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -142,6 +149,15 @@ fn load_key(
         None => std::env::var(env).ok(),
     };
     Ok(text.map(|t| parse_key(&t)).transpose()?)
+}
+
+/// The block producer's execution engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExecutorKind {
+    /// Plain revm, one transaction after another (the reference).
+    Sequential,
+    /// Block-STM on a thread pool (same output as sequential).
+    Parallel,
 }
 
 #[tokio::main]
@@ -191,12 +207,14 @@ async fn main() -> eyre::Result<()> {
             pool_max_total,
             pool_lifetime_secs,
             state_history_blocks,
-            executor,
             diff_retention_blocks,
             rate_limit_per_second,
             rate_limit_burst,
             max_in_flight,
             admin_token_file,
+            executor,
+            executor_threads,
+            verify_executor,
         } => {
             let admin_token = match admin_token_file {
                 Some(path) => Some(
@@ -227,13 +245,19 @@ async fn main() -> eyre::Result<()> {
                     ..PoolLimits::default()
                 },
                 state_history_blocks,
-                executor,
                 diff_retention_blocks,
                 rpc_limits: RpcLimits {
                     rate_per_second: rate_limit_per_second,
                     burst: rate_limit_burst,
                     max_in_flight,
                     admin_token,
+                },
+                executor: ExecutorOptions {
+                    engine: match executor {
+                        ExecutorKind::Sequential => Engine::Sequential,
+                        ExecutorKind::Parallel => Engine::parallel(executor_threads),
+                    },
+                    verify: verify_executor,
                 },
             };
             let running = node::start(options, node::shutdown_on_signals()).await?;

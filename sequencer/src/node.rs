@@ -78,14 +78,14 @@ pub struct NodeOptions {
     pub pool_limits: crate::pool::PoolLimits,
     /// Recent blocks whose state the read methods serve.
     pub state_history_blocks: usize,
-    /// The engine the block producer executes with.
-    pub executor: crate::producer::ExecutorChoice,
     /// Keep the state diffs of this many recent blocks and prune older ones
     /// (`None`: keep all). At least `state_history_blocks`, and at least the
     /// challenge window once the settlement contract has one.
     pub diff_retention_blocks: Option<u64>,
     /// JSON-RPC server limits and admin token.
     pub rpc_limits: crate::rpc::limits::RpcLimits,
+    /// The block producer's execution engine and verification mode.
+    pub executor: crate::producer::ExecutorOptions,
 }
 
 /// Addresses a running node listens on.
@@ -136,14 +136,10 @@ pub async fn start(
     let mut tasks = JoinSet::new();
 
     if options.roles.producer {
-        let producer = BlockProducer::new(
-            config.clone(),
-            store.clone(),
-            view.clone(),
-            metrics.clone(),
-            options.executor,
-        )
-        .await?;
+        let producer =
+            BlockProducer::new(config.clone(), store.clone(), view.clone(), metrics.clone())
+                .await?
+                .with_executor(options.executor);
         tasks.spawn(producer.run(shutdown.clone()));
         if let Some(retention) = options.diff_retention_blocks {
             if retention < options.state_history_blocks as u64 {

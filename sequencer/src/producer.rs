@@ -37,10 +37,10 @@ pub enum ProducerError {
     /// Execution failed for a reason that is not a transaction's fault.
     #[error("execution: {0}")]
     Execution(String),
-    /// `--verify-executor`: the parallel and sequential engines disagreed
-    /// (fatal: production stops).
-    #[error("the parallel engine's block {number} differs from the sequential engine's: {what}")]
-    EngineMismatch {
+    /// `--verify-executor`: the two engines disagreed on a block (fatal:
+    /// the producer stops).
+    #[error("executors disagree on block {number}: {what} differs")]
+    ExecutorMismatch {
         /// The block number.
         number: u64,
         /// The first part that differs.
@@ -48,50 +48,35 @@ pub enum ProducerError {
     },
 }
 
-/// Which engine the producer executes blocks with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ExecutorChoice {
-    /// Plain revm, one transaction after another.
-    Sequential,
-    /// Block-STM on all cores (sequential for tiny blocks).
-    #[default]
-    Parallel,
-    /// Both, compared block by block; production stops on any difference.
-    Verify,
+/// How the producer executes blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecutorOptions {
+    /// The engine blocks are built with.
+    pub engine: Engine,
+    /// Also execute every block with the other engine and stop producing on
+    /// any difference.
+    pub verify: bool,
 }
 
-impl ExecutorChoice {
-    /// Parses `sequential`, `parallel` or `verify`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text {
-            "sequential" => Ok(Self::Sequential),
-            "parallel" => Ok(Self::Parallel),
-            "verify" => Ok(Self::Verify),
-            other => Err(format!("unknown executor {other:?}: sequential, parallel or verify")),
-        }
-    }
-
-    /// The engine whose block is committed.
-    pub const fn engine(self) -> Engine {
-        match self {
-            Self::Sequential => Engine::Sequential,
-            Self::Parallel | Self::Verify => Engine::parallel(0),
-        }
+impl Default for ExecutorOptions {
+    /// The parallel engine on every core, without verification.
+    fn default() -> Self {
+        Self { engine: Engine::parallel(0), verify: false }
     }
 }
 
-/// Where two executions of one block differ first, if they do.
+/// The first part of two executions of the same block that differs.
 fn first_difference(a: &ExecutedBlock, b: &ExecutedBlock) -> Option<&'static str> {
-    if a.transactions != b.transactions || a.skipped != b.skipped {
-        Some("included or skipped transactions")
+    if a.header != b.header {
+        Some("header")
     } else if a.receipts != b.receipts {
         Some("receipts")
     } else if a.outcomes != b.outcomes {
-        Some("gas used, prices or created addresses")
+        Some("outcomes")
+    } else if a.skipped != b.skipped {
+        Some("skipped transactions")
     } else if a.diff != b.diff {
         Some("state diff")
-    } else if a.header != b.header {
-        Some("header")
     } else {
         None
     }
@@ -107,7 +92,7 @@ pub struct BlockProducer {
     head: Header,
     head_hash: B256,
     metrics: NodeMetrics,
-    executor: ExecutorChoice,
+    executor: ExecutorOptions,
 }
 
 impl BlockProducer {
@@ -117,10 +102,24 @@ impl BlockProducer {
         store: Store,
         view: ChainView,
         metrics: NodeMetrics,
-        executor: ExecutorChoice,
     ) -> Result<Self, ProducerError> {
         let (state, head, head_hash) = store.load_head_state().await?;
-        Ok(Self { config, store, view, state, head, head_hash, metrics, executor })
+        Ok(Self {
+            config,
+            store,
+            view,
+            state,
+            head,
+            head_hash,
+            metrics,
+            executor: ExecutorOptions::default(),
+        })
+    }
+
+    /// Sets the execution engine and verification mode.
+    pub fn with_executor(mut self, executor: ExecutorOptions) -> Self {
+        self.executor = executor;
+        self
     }
 
     /// Produces blocks while this process leads (see [`Leadership`]), until
@@ -159,8 +158,8 @@ impl BlockProducer {
                     result = self.produce() => result,
                     _ = shutdown.wait_for(|stop| *stop) => return,
                 };
-                if let Err(error @ ProducerError::EngineMismatch { .. }) = &result {
-                    tracing::error!(%error, "executor verification failed: block production stops");
+                if let Err(error @ ProducerError::ExecutorMismatch { .. }) = &result {
+                    tracing::error!(%error, "stopping block production");
                     self.metrics.is_leader.set(0);
                     return;
                 }
@@ -210,27 +209,38 @@ impl BlockProducer {
         let timestamp = self.config.next_timestamp(self.head.timestamp, now);
         let parent = ParentBlock { header: &self.head, hash: self.head_hash };
         let started = std::time::Instant::now();
-        let execute = |engine: Engine, candidates: Vec<RecoveredTx>| {
-            execute_block(
+        let check = self.executor.verify.then(|| candidates.clone());
+        let executed = execute_block(
+            &self.config,
+            self.executor.engine,
+            &self.state,
+            parent,
+            timestamp,
+            candidates,
+            InvalidTxPolicy::Skip,
+        )
+        .map_err(|e| ProducerError::Execution(e.to_string()))?;
+        if let Some(candidates) = check {
+            let other = match self.executor.engine {
+                Engine::Sequential => Engine::parallel_forced(0),
+                _ => Engine::Sequential,
+            };
+            let again = execute_block(
                 &self.config,
-                engine,
+                other,
                 &self.state,
                 parent,
                 timestamp,
                 candidates,
                 InvalidTxPolicy::Skip,
             )
-            .map_err(|e| ProducerError::Execution(e.to_string()))
-        };
-        let reference = match self.executor {
-            ExecutorChoice::Verify => Some(execute(Engine::Sequential, candidates.clone())?),
-            _ => None,
-        };
-        let executed = execute(self.executor.engine(), candidates)?;
-        if let Some(reference) = reference
-            && let Some(what) = first_difference(&executed, &reference)
-        {
-            return Err(ProducerError::EngineMismatch { number: executed.header.number, what });
+            .map_err(|e| ProducerError::Execution(e.to_string()))?;
+            if let Some(what) = first_difference(&executed, &again) {
+                return Err(ProducerError::ExecutorMismatch {
+                    number: executed.header.number,
+                    what,
+                });
+            }
         }
         let mut dropped: Vec<SkippedTx> = executed
             .skipped

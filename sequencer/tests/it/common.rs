@@ -147,7 +147,11 @@ fn node_options(
         pool_limits: rollup_sequencer::pool::PoolLimits::default(),
         state_history_blocks: rollup_sequencer::chain_view::DEFAULT_HISTORY_BLOCKS,
         diff_retention_blocks: None,
-        executor: rollup_sequencer::producer::ExecutorChoice::Verify,
+        // Every block of every test also runs on the sequential engine.
+        executor: rollup_sequencer::producer::ExecutorOptions {
+            engine: rollup_executor::Engine::parallel(0),
+            verify: true,
+        },
         rpc_limits: RpcLimits::default(),
     }
 }
