@@ -80,18 +80,7 @@ impl DatabaseRef for HistoricalState<'_> {
     type Error = HistoryError;
 
     fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
-        Ok(self.account(&address).map(|account| {
-            let info = AccountInfo {
-                balance: account.balance,
-                nonce: account.nonce,
-                ..Default::default()
-            };
-            if account.code_hash == alloy_trie::KECCAK_EMPTY {
-                info
-            } else {
-                AccountInfo { code_hash: account.code_hash, code: None, ..info }
-            }
-        }))
+        Ok(self.account(&address).map(BasicAccount::to_info))
     }
 
     fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Self::Error> {

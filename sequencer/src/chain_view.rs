@@ -124,24 +124,24 @@ impl ChainView {
     }
 
     /// Moves the view to a newly committed block.
-    pub fn advance(&self, header: Header, hash: B256, diff: &StateDiff) {
+    pub fn advance(&self, header: Header, hash: B256, diff: Arc<StateDiff>) {
         let number = header.number;
         {
             let mut head = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
             if number != head.header.number + 1 {
                 return;
             }
-            head.state.apply(diff);
+            head.state.apply(&diff);
             head.state.insert_block_hash(number, hash);
             if self.history_blocks > 0 {
-                head.history.push((number, Arc::new(diff.clone())));
+                head.history.push((number, diff.clone()));
                 let excess = head.history.len().saturating_sub(self.history_blocks);
                 head.history.drain(..excess);
             }
             head.header = header;
             head.hash = hash;
         }
-        self.pool.on_block(diff);
+        self.pool.on_block(&diff);
         self.updates.send_replace(number);
     }
 
@@ -184,7 +184,7 @@ async fn catch_up(view: &ChainView, store: &Store) -> rollup_store::Result<()> {
         let block = store.block_by_number(next).await?;
         let diff = store.state_diff(next).await?;
         let (Some(block), Some(diff)) = (block, diff) else { break };
-        view.advance(block.header, block.hash, &diff);
+        view.advance(block.header, block.hash, Arc::new(diff));
         next += 1;
     }
     Ok(())

@@ -14,6 +14,7 @@ use rollup_executor::{
 use rollup_store::{PendingTransaction, Store, StoreError};
 use std::{
     collections::HashMap,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -209,32 +210,26 @@ impl BlockProducer {
         let timestamp = self.config.next_timestamp(self.head.timestamp, now);
         let parent = ParentBlock { header: &self.head, hash: self.head_hash };
         let started = std::time::Instant::now();
-        let check = self.executor.verify.then(|| candidates.clone());
-        let executed = execute_block(
-            &self.config,
-            self.executor.engine,
-            &self.state,
-            parent,
-            timestamp,
-            candidates,
-            InvalidTxPolicy::Skip,
-        )
-        .map_err(|e| ProducerError::Execution(e.to_string()))?;
-        if let Some(candidates) = check {
-            let other = match self.executor.engine {
-                Engine::Sequential => Engine::parallel_forced(0),
-                _ => Engine::Sequential,
-            };
-            let again = execute_block(
+        let execute = |engine: Engine, candidates: Vec<RecoveredTx>| {
+            execute_block(
                 &self.config,
-                other,
+                engine,
                 &self.state,
                 parent,
                 timestamp,
                 candidates,
                 InvalidTxPolicy::Skip,
             )
-            .map_err(|e| ProducerError::Execution(e.to_string()))?;
+            .map_err(|e| ProducerError::Execution(e.to_string()))
+        };
+        let check = self.executor.verify.then(|| candidates.clone());
+        let executed = execute(self.executor.engine, candidates)?;
+        if let Some(candidates) = check {
+            let other = match self.executor.engine {
+                Engine::Sequential => Engine::parallel_forced(0),
+                _ => Engine::Sequential,
+            };
+            let again = execute(other, candidates)?;
             if let Some(what) = first_difference(&executed, &again) {
                 return Err(ProducerError::ExecutorMismatch {
                     number: executed.header.number,
@@ -256,9 +251,8 @@ impl BlockProducer {
             return Ok(None);
         }
         let executed_at = started.elapsed();
-        let diff = executed.diff.clone();
-        self.state.apply(&diff);
-        let sealed = executed.seal(self.state.state_root());
+        self.state.apply(&executed.diff);
+        let mut sealed = executed.seal(self.state.state_root());
         let rooted_at = started.elapsed();
         let senders: Vec<Address> = sealed.block.transactions.iter().map(|t| t.signer()).collect();
         if let Err(error) = self.store.commit_block(&sealed, &senders, &dropped).await {
@@ -269,7 +263,8 @@ impl BlockProducer {
         self.state.insert_block_hash(number, sealed.hash);
         self.head = sealed.block.header.clone();
         self.head_hash = sealed.hash;
-        self.view.advance(sealed.block.header.clone(), sealed.hash, &diff);
+        let diff = Arc::new(std::mem::take(&mut sealed.block.diff));
+        self.view.advance(sealed.block.header.clone(), sealed.hash, diff);
         self.metrics.blocks_produced.inc();
         self.metrics.transactions_included.inc_by(sealed.block.transactions.len() as u64);
         self.metrics.head_block.set(number as i64);

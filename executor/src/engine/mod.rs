@@ -80,6 +80,42 @@ impl Engine {
     }
 }
 
+/// The block gas-limit rule of the module docs: once one transaction's gas
+/// limit does not fit in what is left, it and every later one are deferred.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BlockGas {
+    limit: u64,
+    used: u64,
+    full: bool,
+}
+
+impl BlockGas {
+    /// An empty block with gas limit `limit`.
+    pub(crate) const fn new(limit: u64) -> Self {
+        Self { limit, used: 0, full: false }
+    }
+
+    /// Whether `tx` may still run; `false` for it and every later one once
+    /// the block is full.
+    pub(crate) fn admits(&mut self, tx: &RecoveredTx) -> bool {
+        let tx_gas_limit = alloy_consensus::Transaction::gas_limit(tx.inner());
+        if self.full || self.used.saturating_add(tx_gas_limit) > self.limit {
+            self.full = true;
+        }
+        !self.full
+    }
+
+    /// Records the gas an included transaction used.
+    pub(crate) const fn charge(&mut self, gas_used: u64) {
+        self.used += gas_used;
+    }
+
+    /// Why a transaction the block has no room for is left out.
+    pub(crate) fn deferred() -> SkipReason {
+        SkipReason::Deferred("block gas limit reached".into())
+    }
+}
+
 /// The environment every transaction of a block executes under.
 #[derive(Debug, Clone)]
 pub struct ExecutionEnv {

@@ -1,7 +1,7 @@
 //! The reference engine: plain revm, one transaction after another, each
 //! committed into a [`BlockState`] overlay.
 
-use super::{EngineError, EngineOutput, ExecutedTx, ExecutionEnv, TxResult};
+use super::{BlockGas, EngineError, EngineOutput, ExecutedTx, ExecutionEnv, TxResult};
 use crate::{
     InvalidTxPolicy,
     block::SkipReason,
@@ -27,19 +27,11 @@ pub fn execute<DB: DatabaseRef>(
         .with_db(&mut overlay)
         .build_mainnet();
 
-    let gas_limit = env.block.gas_limit;
+    let mut gas = BlockGas::new(env.block.gas_limit);
     let mut results = Vec::with_capacity(transactions.len());
-    let mut cumulative_gas = 0u64;
-    let mut block_full = false;
     for (index, tx) in transactions.iter().enumerate() {
-        let tx_gas_limit = alloy_consensus::Transaction::gas_limit(tx.inner());
-        if block_full || cumulative_gas.saturating_add(tx_gas_limit) > gas_limit {
-            block_full = true;
-            results.push(skip(
-                policy,
-                index,
-                SkipReason::Deferred("block gas limit reached".into()),
-            )?);
+        if !gas.admits(tx) {
+            results.push(skip(policy, index, BlockGas::deferred())?);
             continue;
         }
         let result = match evm.transact_commit(tx_env(tx)) {
@@ -52,7 +44,7 @@ pub fn execute<DB: DatabaseRef>(
             Err(other) => return Err(EngineError::Evm(other.to_string())),
         };
         let gas_used = result.tx_gas_used();
-        cumulative_gas += gas_used;
+        gas.charge(gas_used);
         results.push(TxResult::Executed(ExecutedTx {
             success: result.is_success(),
             gas_used,

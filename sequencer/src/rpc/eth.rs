@@ -261,7 +261,15 @@ pub(super) async fn dispatch(
                     format!("at most {MAX_PROOF_SLOTS} storage keys per proof"),
                 ));
             }
-            head_state(ctx, &params, 2)?;
+            if let StateAt::Past(number) = block_of_state(ctx, &params, 2).await? {
+                return Err(RpcError::new(
+                    SERVER_ERROR,
+                    format!(
+                        "proofs are served at the head only (block {number}); the head is block {}",
+                        ctx.view.read().number()
+                    ),
+                ));
+            }
             let slots: Vec<U256> = slots.iter().map(|k| k.as_b256().into()).collect();
             let proof = ctx.view.proof(address, &slots);
             Ok(json!(convert::account_proof(address, proof)))
@@ -373,29 +381,6 @@ async fn header_of(
     match ctx.store.block_by_number(number).await? {
         Some(block) => Ok(Some(block.header)),
         None => Err(RpcError::new(SERVER_ERROR, format!("block {number} not found"))),
-    }
-}
-
-/// Checks that the block parameter at `index` names the head state (proofs
-/// are served at the head); returns whether it says `pending`.
-fn head_state(ctx: &RpcContext, params: &Params, index: usize) -> Result<bool, RpcError> {
-    let id: Option<BlockId> = params.optional(index, "block")?;
-    let head = ctx.view.read();
-    match id {
-        None
-        | Some(BlockId::Number(
-            BlockNumberOrTag::Latest | BlockNumberOrTag::Safe | BlockNumberOrTag::Finalized,
-        )) => Ok(false),
-        Some(BlockId::Number(BlockNumberOrTag::Pending)) => Ok(true),
-        Some(BlockId::Number(BlockNumberOrTag::Number(n))) if n == head.header.number => Ok(false),
-        Some(BlockId::Hash(hash)) if hash.block_hash == head.hash => Ok(false),
-        Some(other) => Err(RpcError::new(
-            SERVER_ERROR,
-            format!(
-                "proofs are served at the head only ({other}); the head is block {}",
-                head.header.number
-            ),
-        )),
     }
 }
 

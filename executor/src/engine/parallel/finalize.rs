@@ -12,9 +12,9 @@
 //! overlay's running balance.
 
 use super::execute::{Changes, Outcome, TxOutput, computed, touched};
+use crate::engine::BlockGas;
 use crate::{
     InvalidTxPolicy,
-    block::SkipReason,
     engine::{EngineError, EngineOutput, ExecutionEnv, TxResult, sequential::skip},
     state::{BlockState, StateDiff},
     tx::RecoveredTx,
@@ -50,26 +50,18 @@ pub(crate) fn finalize<DB: DatabaseRef + Sync>(
     policy: InvalidTxPolicy,
     pool: &ThreadPool,
 ) -> Result<EngineOutput, Fallback<DB::Error>> {
-    let gas_limit = env.block.gas_limit;
+    let mut gas = BlockGas::new(env.block.gas_limit);
     let mut results = Vec::with_capacity(outputs.len());
     let mut included = Vec::with_capacity(outputs.len());
-    let mut cumulative_gas = 0u64;
-    let mut block_full = false;
     for (index, (tx, output)) in transactions.iter().zip(outputs).enumerate() {
-        let tx_gas_limit = alloy_consensus::Transaction::gas_limit(tx.inner());
-        if block_full || cumulative_gas.saturating_add(tx_gas_limit) > gas_limit {
-            block_full = true;
-            results.push(skip(
-                policy,
-                index,
-                SkipReason::Deferred("block gas limit reached".into()),
-            )?);
+        if !gas.admits(tx) {
+            results.push(skip(policy, index, BlockGas::deferred())?);
             continue;
         }
         match output.outcome {
             Outcome::Invalid(reason) => results.push(skip(policy, index, reason)?),
             Outcome::Executed(executed, changes) => {
-                cumulative_gas += executed.gas_used;
+                gas.charge(executed.gas_used);
                 results.push(TxResult::Executed(executed));
                 included.push(changes);
             }
