@@ -30,9 +30,9 @@ pub(crate) type WorkerEvm<'a, DB> = MainnetEvm<MainnetContext<TxView<'a, DB>>>;
 #[derive(Debug)]
 pub(crate) struct TxOutput {
     /// Everything it read, in order.
-    pub(crate) reads: Vec<ReadRecord>,
+    pub(crate) reads: Box<[ReadRecord]>,
     /// Everything it wrote, one write per location.
-    pub(crate) writes: Vec<(Location, Write)>,
+    pub(crate) writes: Box<[(Location, Write)]>,
     /// Its result.
     pub(crate) outcome: Outcome,
 }
@@ -66,7 +66,7 @@ pub(crate) enum Changes {
 #[derive(Debug)]
 pub(crate) enum Execution {
     /// It ran (successfully, reverted, halted or invalid).
-    Done(Box<TxOutput>),
+    Done(TxOutput),
     /// It read an estimate of this lower transaction.
     Blocked(TxIdx),
     /// The snapshot or revm failed: the block falls back to sequential
@@ -101,61 +101,63 @@ impl<'a, DB: DatabaseRef> ExecContext<'a, DB> {
             .build_mainnet()
     }
 
-    /// Executes one incarnation of transaction `tx`.
+    /// Executes one incarnation of transaction `tx`. `writes` is the
+    /// worker's scratch buffer (the output gets an exact-size copy, so the
+    /// buffers stay warm and nothing oversized is kept until finalization).
     pub(crate) fn execute(
         &self,
         evm: &mut WorkerEvm<'a, DB>,
         tx: TxIdx,
-        tx_env: &TxEnv,
+        tx_env: TxEnv,
+        writes: &mut Vec<(Location, Write)>,
     ) -> Execution {
         evm.ctx.journaled_state.database.tx = tx;
         evm.ctx.journaled_state.database.reads.clear();
-        let result = self.try_execute(evm, tx_env);
-        let reads =
-            std::mem::replace(&mut evm.ctx.journaled_state.database.reads, Vec::with_capacity(16));
+        writes.clear();
+        let result = self.try_execute(evm, tx_env, writes);
         match result {
-            Ok(Some((writes, outcome))) => {
-                Execution::Done(Box::new(TxOutput { reads, writes, outcome }))
-            }
+            Ok(Some(outcome)) => Execution::Done(TxOutput {
+                reads: evm.ctx.journaled_state.database.reads.as_slice().into(),
+                writes: writes.as_slice().into(),
+                outcome,
+            }),
             Ok(None) => Execution::Fatal,
             Err(ViewError::Blocked(i)) => Execution::Blocked(i),
             Err(ViewError::Base(_)) => Execution::Fatal,
         }
     }
 
-    #[allow(clippy::type_complexity)]
     fn try_execute(
         &self,
         evm: &mut WorkerEvm<'a, DB>,
-        tx_env: &TxEnv,
-    ) -> Result<Option<(Vec<(Location, Write)>, Outcome)>, ViewError<DB::Error>> {
+        tx_env: TxEnv,
+        writes: &mut Vec<(Location, Write)>,
+    ) -> Result<Option<Outcome>, ViewError<DB::Error>> {
         let beneficiary = self.env.block.beneficiary;
         let view = &mut evm.ctx.journaled_state.database;
-        if let Some(plain) = transfer::try_plain_transfer(self.env, self.precompiles, tx_env, view)?
+        if let Some(plain) =
+            transfer::try_plain_transfer(self.env, self.precompiles, &tx_env, view)?
         {
-            let mut writes = plain.writes();
-            beneficiary_writes(view, beneficiary, Some(plain.reward), &mut writes)?;
+            plain.writes(writes);
+            beneficiary_writes(view, beneficiary, Some(plain.reward), writes)?;
             let result = ExecutedTx {
                 success: true,
                 gas_used: transfer::TRANSFER_GAS,
                 logs: Vec::new(),
                 contract_address: None,
             };
-            return Ok(Some((
-                writes,
-                Outcome::Executed(result, Box::new(Changes::Transfer(plain))),
-            )));
+            return Ok(Some(Outcome::Executed(result, Box::new(Changes::Transfer(plain)))));
         }
 
         let mut handler = DeferredRewardHandler::new();
-        evm.ctx.set_tx(tx_env.clone());
+        evm.ctx.set_tx(tx_env);
         let result = handler.run(evm);
         let mut state = evm.finalize();
         let view = &mut evm.ctx.journaled_state.database;
         let result = match result {
             Ok(result) => result,
             Err(EVMError::Transaction(invalid)) => {
-                return Ok(Some((Vec::new(), Outcome::Invalid(classify(&invalid)))));
+                return Ok(Some(Outcome::Invalid(classify(&invalid))));
             }
             Err(EVMError::Database(e)) => return Err(e),
             Err(_) => return Ok(None),
@@ -168,21 +170,17 @@ impl<'a, DB: DatabaseRef> ExecContext<'a, DB> {
             account.mark_touch();
             owed_reward = None;
         }
-        let mut writes = Vec::with_capacity(state.len() * 2);
         for (address, account) in &state {
-            account_writes(*address, account, &view.reads, self.code, &mut writes);
+            account_writes(*address, account, &view.reads, self.code, writes);
         }
-        beneficiary_writes(view, beneficiary, owed_reward, &mut writes)?;
+        beneficiary_writes(view, beneficiary, owed_reward, writes)?;
         let executed = ExecutedTx {
             success: result.is_success(),
             gas_used: result.tx_gas_used(),
             logs: result.logs().to_vec(),
             contract_address: result.created_address(),
         };
-        Ok(Some((
-            writes,
-            Outcome::Executed(executed, Box::new(Changes::Evm { state, owed_reward })),
-        )))
+        Ok(Some(Outcome::Executed(executed, Box::new(Changes::Evm { state, owed_reward }))))
     }
 }
 

@@ -2,26 +2,38 @@
 //! incarnation of every transaction, in order.
 //!
 //! The block gas-limit rule and the invalid-transaction policy are applied
-//! here, in order, exactly as the sequential engine does. Each included
-//! transaction's changes are then committed in order into [`BlockState`]
-//! overlays, the same type the sequential engine commits into, so the diff
-//! (before/after values, wiped storage, the set of accounts) is built by the
-//! same code. Accounts are independent in a diff, so the addresses are split
-//! into shards, one overlay and one thread each. Lazy credits (beneficiary fees the transaction
-//! did not observe, fast-path transfers) are resolved here against the
-//! overlay's running balance.
+//! here, in order, exactly as the sequential engine does. The diff is then
+//! built straight from the included transactions' last writes (what the
+//! multi-version memory holds): per location the last write, balance
+//! credits summed on top (an overflowing credit sends the block to the
+//! sequential engine), before values from the snapshot. Accounts are
+//! independent in a diff, so the addresses are split into shards, one
+//! thread each, and the sorted shards are merged.
+//!
+//! An account whose storage was wiped or that left the state (creation,
+//! self-destruct, EIP-161 removal) or whose code changed is rebuilt instead
+//! by replaying revm's write sets into a [`BlockState`], the sequential
+//! engine's own overlay: after a wipe that overlay also records the slots a
+//! later transaction only read, and the diff must match it exactly.
 
-use super::execute::{Changes, Outcome, TxOutput, computed, touched};
-use crate::engine::BlockGas;
+use super::{
+    execute::{Changes, Outcome, TxOutput, computed, touched},
+    memory::{AccountCore, Location, Write},
+};
 use crate::{
     InvalidTxPolicy,
-    engine::{EngineError, EngineOutput, ExecutionEnv, TxResult, sequential::skip},
-    state::{BlockState, StateDiff},
+    engine::{BlockGas, EngineError, EngineOutput, ExecutionEnv, TxResult, sequential::skip},
+    state::{AccountDiff, BasicAccount, BlockState, SlotChange, StateDiff},
     tx::RecoveredTx,
 };
-use alloy_primitives::{Address, U256};
+use alloy_primitives::{
+    Address, B256, Bytes, U256,
+    map::{HashMap, HashSet},
+};
+use alloy_trie::KECCAK_EMPTY;
 use rayon::{ThreadPool, prelude::*};
 use revm::{Database, DatabaseRef, state::Account};
+use std::collections::BTreeMap;
 
 /// Why finalization could not complete in parallel mode.
 #[derive(Debug)]
@@ -39,9 +51,12 @@ impl<E> From<EngineError<E>> for Fallback<E> {
     }
 }
 
+/// An included transaction's final writes and changes.
+type Included = (Box<[(Location, Write)]>, Box<Changes>);
+
 /// Builds the engine output from each transaction's final output, using
-/// `pool`'s threads: the diff is built per address, so each thread commits,
-/// in block order, the changes to the addresses of its shard.
+/// `pool`'s threads: the diff is built per address, so each thread handles,
+/// in block order, the writes to the addresses of its shard.
 pub(crate) fn finalize<DB: DatabaseRef + Sync>(
     env: &ExecutionEnv,
     base: &DB,
@@ -52,7 +67,7 @@ pub(crate) fn finalize<DB: DatabaseRef + Sync>(
 ) -> Result<EngineOutput, Fallback<DB::Error>> {
     let mut gas = BlockGas::new(env.block.gas_limit);
     let mut results = Vec::with_capacity(outputs.len());
-    let mut included = Vec::with_capacity(outputs.len());
+    let mut included: Vec<Included> = Vec::with_capacity(outputs.len());
     for (index, (tx, output)) in transactions.iter().zip(outputs).enumerate() {
         if !gas.admits(tx) {
             results.push(skip(policy, index, BlockGas::deferred())?);
@@ -63,25 +78,46 @@ pub(crate) fn finalize<DB: DatabaseRef + Sync>(
             Outcome::Executed(executed, changes) => {
                 gas.charge(executed.gas_used);
                 results.push(TxResult::Executed(executed));
-                included.push(changes);
+                included.push((output.writes, changes));
             }
         }
     }
 
     let shards = pool.current_num_threads().max(1);
-    let diffs: Vec<Result<StateDiff, Fallback<DB::Error>>> = pool.install(|| {
+    let parts: Vec<Result<Part, Fallback<DB::Error>>> = pool.install(|| {
         (0..shards)
             .into_par_iter()
             .map(|shard| shard_diff(env, base, &included, shard, shards))
             .collect()
     });
-    let mut diff = StateDiff::default();
-    for part in diffs {
+    let mut sorted = Vec::with_capacity(parts.len());
+    let mut code = BTreeMap::new();
+    for part in parts {
         let part = part?;
-        diff.accounts.extend(part.accounts);
-        diff.code.extend(part.code);
+        sorted.push(part.accounts.into_iter().peekable());
+        code.extend(part.code);
     }
-    Ok(EngineOutput { results, diff })
+    // Each shard's accounts come sorted: merge them (the map is then built
+    // in one pass), while the write sets (revm's states among them) are
+    // dropped on the pool.
+    let (accounts, ()) = pool.install(|| {
+        rayon::join(
+            || {
+                std::iter::from_fn(|| {
+                    let next = sorted
+                        .iter_mut()
+                        .enumerate()
+                        .filter_map(|(i, shard)| Some((shard.peek()?.0, i)))
+                        .min()?
+                        .1;
+                    sorted[next].next()
+                })
+                .collect::<BTreeMap<_, _>>()
+            },
+            || included.into_par_iter().for_each(drop),
+        )
+    });
+    Ok(EngineOutput { results, diff: StateDiff { accounts, code } })
 }
 
 fn shard_of(address: &Address, shards: usize) -> usize {
@@ -89,19 +125,154 @@ fn shard_of(address: &Address, shards: usize) -> usize {
     (b[19] as usize ^ (b[18] as usize) << 3 ^ (b[0] as usize) << 5) % shards
 }
 
-/// The diff of the addresses of one shard: every included transaction's
-/// changes to them, committed in order into a [`BlockState`].
+/// One shard's share of the diff, sorted by address.
+struct Part {
+    accounts: Vec<(Address, AccountDiff)>,
+    code: BTreeMap<B256, Bytes>,
+}
+
+/// An account's balance as the block's writes leave it.
+#[derive(Debug, Clone, Copy, Default)]
+enum Balance {
+    /// Not written.
+    #[default]
+    Untouched,
+    /// The snapshot's balance plus this sum of credits.
+    Credited(U256),
+    /// This absolute value (later credits included).
+    Set(U256),
+}
+
+/// The block's last writes to one account.
+#[derive(Debug, Default)]
+struct Written {
+    core: Option<Option<AccountCore>>,
+    balance: Balance,
+    storage: HashMap<U256, U256>,
+    /// Its storage was wiped, or it left the state: the diff is rebuilt by
+    /// replaying revm's write sets (see [`replay`]).
+    replay: bool,
+}
+
+/// The diff of the addresses of one shard, straight from the included
+/// transactions' last writes (the values the multi-version memory holds):
+/// for each location its last write, credits summed on top. An account
+/// whose storage was wiped or that left the state (creation, self-destruct,
+/// EIP-161) or whose code changed is rebuilt instead by [`replay`], which
+/// reproduces the sequential overlay's bookkeeping of wiped storage.
 fn shard_diff<DB: DatabaseRef>(
     env: &ExecutionEnv,
     base: &DB,
-    included: &[Box<Changes>],
+    included: &[Included],
     shard: usize,
     shards: usize,
+) -> Result<Part, Fallback<DB::Error>> {
+    let mut written: HashMap<Address, Written> =
+        HashMap::with_capacity_and_hasher(included.len() * 2 / shards + 16, Default::default());
+    for (writes, _) in included {
+        for (location, write) in writes.iter() {
+            let address = location.address();
+            if shard_of(&address, shards) != shard {
+                continue;
+            }
+            let account = written.entry(address).or_default();
+            match (location, write) {
+                (Location::Basic(_), Write::Basic(core)) => {
+                    account.replay |= core.is_none();
+                    account.core = Some(*core);
+                }
+                (Location::Balance(_), Write::SetBalance(v)) => account.balance = Balance::Set(*v),
+                (Location::Balance(_), Write::AddBalance(d)) => {
+                    account.balance = match account.balance {
+                        Balance::Untouched => Balance::Credited(*d),
+                        Balance::Credited(sum) => {
+                            Balance::Credited(sum.checked_add(*d).ok_or(Fallback::Sequential)?)
+                        }
+                        Balance::Set(v) => {
+                            Balance::Set(v.checked_add(*d).ok_or(Fallback::Sequential)?)
+                        }
+                    };
+                }
+                (Location::Storage(_, slot), Write::Storage(v)) => {
+                    account.storage.insert(*slot, *v);
+                }
+                (Location::Clear(_), Write::Clear) => account.replay = true,
+                _ => unreachable!("a location holds its own kind of write"),
+            }
+        }
+    }
+
+    let mut accounts = Vec::with_capacity(written.len());
+    let mut replayed = Vec::new();
+    let db = |e| Fallback::Error(EngineError::Database(e));
+    // In address order, so that the part comes out sorted (sorting the
+    // addresses alone is cheaper than sorting the diffs).
+    let mut addresses: Vec<Address> = written.keys().copied().collect();
+    addresses.sort_unstable();
+    for address in addresses {
+        let Some(account) = written.remove(&address) else { continue };
+        if account.replay {
+            replayed.push(address);
+            continue;
+        }
+        let before = base.basic_ref(address).map_err(db)?.map(|i| BasicAccount::from_info(&i));
+        let before_balance = before.map(|b| b.balance).unwrap_or_default();
+        let balance = match account.balance {
+            Balance::Untouched => before_balance,
+            Balance::Credited(sum) => {
+                before_balance.checked_add(sum).ok_or(Fallback::Sequential)?
+            }
+            Balance::Set(v) => v,
+        };
+        let core = account.core.unwrap_or_else(|| {
+            before.map(|b| AccountCore { nonce: b.nonce, code_hash: b.code_hash })
+        });
+        let after = match core {
+            Some(core) => BasicAccount { nonce: core.nonce, balance, code_hash: core.code_hash },
+            None => BasicAccount::with_balance(balance),
+        };
+        // Code is only deployed by creations (replayed) and EIP-7702
+        // delegations: replay those too, as does an account left empty.
+        if after.is_empty() || before.map_or(KECCAK_EMPTY, |b| b.code_hash) != after.code_hash {
+            replayed.push(address);
+            continue;
+        }
+        let mut storage = BTreeMap::new();
+        for (slot, after) in account.storage {
+            let before = base.storage_ref(address, slot).map_err(db)?;
+            if before != after {
+                storage.insert(slot, SlotChange { before, after });
+            }
+        }
+        let after = Some(after);
+        if before != after || !storage.is_empty() {
+            accounts
+                .push((address, AccountDiff { before, after, storage_cleared: false, storage }));
+        }
+    }
+    let mut code = BTreeMap::new();
+    if !replayed.is_empty() {
+        let replayed: HashSet<Address> = replayed.into_iter().collect();
+        let diff = replay(env, base, included, |address| replayed.contains(address))?;
+        accounts.extend(diff.accounts);
+        accounts.sort_unstable_by_key(|(address, _)| *address);
+        code = diff.code;
+    }
+    Ok(Part { accounts, code })
+}
+
+/// The diff of the addresses `mine` selects: every included transaction's
+/// changes to them, committed in order into a [`BlockState`], the sequential
+/// engine's own overlay.
+fn replay<DB: DatabaseRef>(
+    env: &ExecutionEnv,
+    base: &DB,
+    included: &[Included],
+    mine: impl Fn(&Address) -> bool,
 ) -> Result<StateDiff, Fallback<DB::Error>> {
-    let mine = |address: &Address| shard_of(address, shards) == shard;
     let beneficiary = env.block.beneficiary;
     let mut overlay = BlockState::new(base);
-    for changes in included {
+    for (_, changes) in included {
         match &**changes {
             Changes::Evm { state, owed_reward } => {
                 for (address, account) in state {

@@ -20,13 +20,11 @@
 //! same location again yields the same value.
 
 use super::TxIdx;
+use alloy_primitives::map::HashSet;
 use alloy_primitives::{Address, B256, U256, map::DefaultHashBuilder};
 use dashmap::DashMap;
 use smallvec::SmallVec;
-use std::sync::{
-    Mutex,
-    atomic::{AtomicBool, Ordering},
-};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One independently versioned piece of state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,6 +37,15 @@ pub(crate) enum Location {
     Storage(Address, U256),
     /// The account's storage was wiped.
     Clear(Address),
+}
+
+impl Location {
+    /// The account the location belongs to.
+    pub(crate) const fn address(&self) -> Address {
+        match self {
+            Self::Basic(a) | Self::Balance(a) | Self::Storage(a, _) | Self::Clear(a) => *a,
+        }
+    }
 }
 
 /// The non-balance fields of an existing account.
@@ -135,8 +142,6 @@ pub(crate) struct MvMemory {
     /// is inserted, so a validation that runs after the wiping incarnation
     /// finished always sees it.
     any_clear: AtomicBool,
-    /// Locations each transaction's last incarnation wrote.
-    last_written: Vec<Mutex<Vec<Location>>>,
 }
 
 impl MvMemory {
@@ -150,39 +155,55 @@ impl MvMemory {
                 shards,
             ),
             any_clear: AtomicBool::new(false),
-            last_written: (0..len).map(|_| Mutex::new(Vec::new())).collect(),
         }
     }
 
-    /// Records an incarnation's write set (replacing the previous
-    /// incarnation's). Returns whether it wrote a location the previous one
-    /// did not (then every higher transaction must be validated again).
-    pub(crate) fn record(&self, tx: TxIdx, writes: &[(Location, Write)]) -> bool {
+    /// Records an incarnation's write set, replacing `previous`, the
+    /// previous incarnation's. Returns whether it wrote a location the
+    /// previous one did not (then every higher transaction must be
+    /// validated again).
+    pub(crate) fn record(
+        &self,
+        tx: TxIdx,
+        writes: &[(Location, Write)],
+        previous: &[(Location, Write)],
+    ) -> bool {
         for (location, write) in writes {
             if matches!(location, Location::Clear(_)) {
                 self.any_clear.store(true, Ordering::SeqCst);
             }
             self.data.entry(*location).or_default().insert(tx, Entry::Value(*write));
         }
-        // Write sets are small (a handful of locations): linear scans.
-        let mut last = self.last_written[tx].lock().unwrap_or_else(|e| e.into_inner());
-        let wrote_new = writes.iter().any(|(l, _)| !last.contains(l));
-        for location in last.iter() {
-            if !writes.iter().any(|(l, _)| l == location)
-                && let Some(mut entries) = self.data.get_mut(location)
-            {
+        if previous.is_empty() {
+            return !writes.is_empty();
+        }
+        // Write sets are usually a handful of locations: linear scans then.
+        let contains =
+            |set: &[(Location, Write)], location: &Location| set.iter().any(|(l, _)| l == location);
+        let (wrote_new, stale): (bool, Vec<Location>) = if writes.len() * previous.len() <= 1024 {
+            (
+                writes.iter().any(|(l, _)| !contains(previous, l)),
+                previous.iter().map(|(l, _)| *l).filter(|l| !contains(writes, l)).collect(),
+            )
+        } else {
+            let now: HashSet<Location> = writes.iter().map(|(l, _)| *l).collect();
+            let before: HashSet<Location> = previous.iter().map(|(l, _)| *l).collect();
+            (
+                now.iter().any(|l| !before.contains(l)),
+                before.into_iter().filter(|l| !now.contains(l)).collect(),
+            )
+        };
+        for location in stale {
+            if let Some(mut entries) = self.data.get_mut(&location) {
                 entries.remove(tx);
             }
         }
-        last.clear();
-        last.extend(writes.iter().map(|(l, _)| *l));
         wrote_new
     }
 
-    /// Turns the last incarnation's writes into estimates (it was aborted).
-    pub(crate) fn mark_estimates(&self, tx: TxIdx) {
-        let last = self.last_written[tx].lock().unwrap_or_else(|e| e.into_inner());
-        for location in last.iter() {
+    /// Turns an aborted incarnation's writes into estimates.
+    pub(crate) fn mark_estimates(&self, tx: TxIdx, writes: &[(Location, Write)]) {
+        for (location, _) in writes {
             if let Some(mut entries) = self.data.get_mut(location)
                 && let Some(entry) = entries.get_mut(tx)
             {
@@ -285,13 +306,14 @@ mod tests {
     #[test]
     fn balance_credits_sum_in_order_on_the_latest_absolute_value() {
         let mv = MvMemory::new(5, 1);
-        mv.record(1, &[(Location::Balance(A), Write::AddBalance(U256::from(5)))]);
-        mv.record(2, &[(Location::Balance(A), Write::SetBalance(U256::from(10)))]);
-        mv.record(3, &[(Location::Balance(A), Write::AddBalance(U256::from(1)))]);
+        mv.record(1, &[(Location::Balance(A), Write::AddBalance(U256::from(5)))], &[]);
+        mv.record(2, &[(Location::Balance(A), Write::SetBalance(U256::from(10)))], &[]);
+        let third = [(Location::Balance(A), Write::AddBalance(U256::from(1)))];
+        mv.record(3, &third, &[]);
         assert_eq!(balance(&mv, 0), Read::Base);
         assert_eq!(balance(&mv, 2), Read::Value(U256::from(105)));
         assert_eq!(balance(&mv, 4), Read::Value(U256::from(11)));
-        mv.mark_estimates(3);
+        mv.mark_estimates(3, &third);
         assert_eq!(balance(&mv, 4), Read::Blocked(3));
         assert_eq!(balance(&mv, 3), Read::Value(U256::from(10)));
     }
@@ -300,13 +322,14 @@ mod tests {
     fn a_wipe_hides_earlier_slot_writes_and_rewrites_drop_stale_locations() {
         let mv = MvMemory::new(4, 1);
         let slot = U256::from(7);
-        assert!(mv.record(0, &[(Location::Storage(A, slot), Write::Storage(U256::from(3)))]));
-        assert!(mv.record(1, &[(Location::Clear(A), Write::Clear)]));
+        assert!(mv.record(0, &[(Location::Storage(A, slot), Write::Storage(U256::from(3)))], &[]));
+        let wipe = [(Location::Clear(A), Write::Clear)];
+        assert!(mv.record(1, &wipe, &[]));
         assert_eq!(mv.read_storage(A, slot, 1), Read::Value(U256::from(3)));
         assert_eq!(mv.read_storage(A, slot, 2), Read::Value(U256::ZERO));
         assert_eq!(mv.read_storage(A, U256::from(8), 3), Read::Value(U256::ZERO));
         // A new incarnation of tx 1 that does not wipe removes the marker.
-        assert!(!mv.record(1, &[]));
+        assert!(!mv.record(1, &[], &wipe));
         assert_eq!(mv.read_storage(A, slot, 2), Read::Value(U256::from(3)));
         assert_eq!(mv.read_storage(A, U256::from(8), 3), Read::Base);
     }

@@ -39,11 +39,10 @@ mod view;
 use super::{EngineError, EngineOutput, ExecutionEnv, sequential};
 use crate::{InvalidTxPolicy, tx::RecoveredTx};
 use execute::{ExecContext, Execution, TxOutput, WorkerEvm};
-use memory::MvMemory;
+use memory::{Location, MvMemory, Write};
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use revm::{
     DatabaseRef,
-    context::TxEnv,
     precompile::{PrecompileSpecId, Precompiles},
 };
 use scheduler::{Scheduler, Task, Version};
@@ -73,7 +72,6 @@ pub fn execute<DB: DatabaseRef + Sync>(
 ) -> Result<EngineOutput, EngineError<DB::Error>> {
     let pool = pool(threads);
     let workers = pool.current_num_threads();
-    let tx_envs: Vec<TxEnv> = transactions.iter().map(crate::tx::tx_env).collect();
     let memory = MvMemory::new(transactions.len(), workers);
     let code = view::NewCode::default();
     let spec = PrecompileSpecId::from_spec_id(env.cfg.spec);
@@ -86,7 +84,7 @@ pub fn execute<DB: DatabaseRef + Sync>(
     };
     let run = Run {
         ctx,
-        tx_envs: &tx_envs,
+        transactions,
         scheduler: Scheduler::new(transactions.len()),
         outputs: (0..transactions.len()).map(|_| Mutex::new(None)).collect(),
         fatal: AtomicBool::new(false),
@@ -105,11 +103,9 @@ pub fn execute<DB: DatabaseRef + Sync>(
         return sequential::execute(env, state, transactions, policy);
     }
     let Run { outputs, .. } = run;
-    let outputs: Option<Vec<TxOutput>> = outputs
-        .into_iter()
-        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()).map(|o| *o))
-        .collect();
-    drop((memory, code, tx_envs));
+    let outputs: Option<Vec<TxOutput>> =
+        outputs.into_iter().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect();
+    drop((memory, code));
     let Some(outputs) = outputs else {
         return Err(EngineError::Evm("parallel engine left a transaction unexecuted".into()));
     };
@@ -155,9 +151,10 @@ fn pool(threads: usize) -> Arc<ThreadPool> {
 /// The shared state of one block's run.
 struct Run<'a, DB> {
     ctx: ExecContext<'a, DB>,
-    tx_envs: &'a [TxEnv],
+    transactions: &'a [RecoveredTx],
     scheduler: Scheduler,
-    outputs: Vec<Mutex<Option<Box<TxOutput>>>>,
+    /// Each transaction's last incarnation's output.
+    outputs: Vec<Mutex<Option<TxOutput>>>,
     fatal: AtomicBool,
     /// Worker threads (1 when the contention fallback is off).
     scheduler_workers: usize,
@@ -193,12 +190,14 @@ impl<'a, DB: DatabaseRef + Sync> Run<'a, DB> {
     /// One worker's loop: take tasks until the block is done.
     fn work(&self) {
         let mut evm = None;
+        let mut writes = Vec::new();
         let mut task = None;
         let mut idle = 0u32;
         while !self.scheduler.done() {
             task = match task.take().or_else(|| self.scheduler.next_task()) {
                 Some(Task::Execute(version)) => {
-                    self.execute(evm.get_or_insert_with(|| self.ctx.worker_evm()), version)
+                    let evm = evm.get_or_insert_with(|| self.ctx.worker_evm());
+                    self.execute(evm, &mut writes, version)
                 }
                 Some(Task::Validate(version)) => self.validate(version),
                 None => {
@@ -215,9 +214,15 @@ impl<'a, DB: DatabaseRef + Sync> Run<'a, DB> {
         }
     }
 
-    fn execute(&self, evm: &mut WorkerEvm<'a, DB>, version: Version) -> Option<Task> {
+    fn execute(
+        &self,
+        evm: &mut WorkerEvm<'a, DB>,
+        writes: &mut Vec<(Location, Write)>,
+        version: Version,
+    ) -> Option<Task> {
         loop {
-            match self.ctx.execute(evm, version.tx, &self.tx_envs[version.tx]) {
+            let tx_env = crate::tx::tx_env(&self.transactions[version.tx]);
+            match self.ctx.execute(evm, version.tx, tx_env, writes) {
                 Execution::Blocked(blocking) => {
                     if self.scheduler.add_dependency(version.tx, blocking) {
                         self.conflict();
@@ -231,9 +236,13 @@ impl<'a, DB: DatabaseRef + Sync> Run<'a, DB> {
                 }
                 Execution::Done(output) => {
                     self.executions.fetch_add(1, Ordering::Relaxed);
-                    let wrote_new = self.ctx.memory.record(version.tx, &output.writes);
-                    *self.outputs[version.tx].lock().unwrap_or_else(|e| e.into_inner()) =
-                        Some(output);
+                    let mut slot =
+                        self.outputs[version.tx].lock().unwrap_or_else(|e| e.into_inner());
+                    let previous = slot.as_ref().map_or(&[][..], |o| &o.writes[..]);
+                    let wrote_new = self.ctx.memory.record(version.tx, &output.writes, previous);
+                    let previous = slot.replace(output);
+                    drop(slot);
+                    drop(previous);
                     return self.scheduler.finish_execution(version, wrote_new);
                 }
             }
@@ -241,15 +250,16 @@ impl<'a, DB: DatabaseRef + Sync> Run<'a, DB> {
     }
 
     fn validate(&self, version: Version) -> Option<Task> {
-        let valid = {
-            let output = self.outputs[version.tx].lock().unwrap_or_else(|e| e.into_inner());
-            output.as_ref().is_some_and(|o| {
-                view::validate(self.ctx.memory, self.ctx.base, version.tx, &o.reads)
-            })
-        };
+        let output = self.outputs[version.tx].lock().unwrap_or_else(|e| e.into_inner());
+        let valid = output
+            .as_ref()
+            .is_some_and(|o| view::validate(self.ctx.memory, self.ctx.base, version.tx, &o.reads));
         let aborted = !valid && self.scheduler.try_validation_abort(version);
+        if aborted && let Some(o) = output.as_ref() {
+            self.ctx.memory.mark_estimates(version.tx, &o.writes);
+        }
+        drop(output);
         if aborted {
-            self.ctx.memory.mark_estimates(version.tx);
             self.conflict();
         }
         self.scheduler.finish_validation(version.tx, aborted)

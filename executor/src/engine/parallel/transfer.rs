@@ -48,9 +48,9 @@ pub(crate) struct PlainTransfer {
 }
 
 impl PlainTransfer {
-    /// The transfer's writes, except the beneficiary's.
-    pub(crate) fn writes(&self) -> Vec<(Location, Write)> {
-        vec![
+    /// Appends the transfer's writes, except the beneficiary's.
+    pub(crate) fn writes(&self, writes: &mut Vec<(Location, Write)>) {
+        writes.extend([
             (
                 Location::Basic(self.sender),
                 Write::Basic(Some(AccountCore {
@@ -60,7 +60,7 @@ impl PlainTransfer {
             ),
             (Location::Balance(self.sender), Write::SetBalance(self.sender_after.balance)),
             (Location::Balance(self.to), Write::AddBalance(self.value)),
-        ]
+        ]);
     }
 }
 
