@@ -424,29 +424,95 @@ impl<'a, DB: DatabaseRef> BlockState<'a, DB> {
         if !account.is_touched() {
             return;
         }
+        self.commit_parts(
+            address,
+            account.is_selfdestructed() || account.is_empty(),
+            account.is_created(),
+            &account.info,
+            account
+                .storage
+                .iter()
+                .map(|(slot, value)| (*slot, value.present_value(), value.is_changed())),
+        );
+    }
+
+    /// Commits an [`AccountChange`] (what [`BlockState::commit_account`]
+    /// would commit of the account it was taken from).
+    pub(crate) fn commit_change(&mut self, change: &AccountChange) {
+        self.commit_parts(
+            change.address,
+            change.destroyed,
+            change.created,
+            &change.info,
+            change.storage.iter().copied(),
+        );
+    }
+
+    fn commit_parts(
+        &mut self,
+        address: Address,
+        destroyed: bool,
+        created: bool,
+        info: &AccountInfo,
+        storage: impl IntoIterator<Item = (U256, U256, bool)>,
+    ) {
         let entry = self.accounts.entry(address).or_default();
         // EIP-6780 self-destructs and EIP-161 touched-empty accounts both end
         // the account: it leaves the state with its storage.
-        if account.is_selfdestructed() || account.is_empty() {
+        if destroyed {
             *entry =
                 OverlayAccount { info: None, storage: HashMap::default(), storage_cleared: true };
             return;
         }
-        if account.is_created() {
+        if created {
             entry.storage.clear();
             entry.storage_cleared = true;
         }
-        if let Some(code) = &account.info.code
+        if let Some(code) = &info.code
             && !code.is_empty()
         {
-            self.code.entry(account.info.code_hash).or_insert_with(|| code.original_bytes());
+            self.code.entry(info.code_hash).or_insert_with(|| code.original_bytes());
         }
-        entry.info = Some(BasicAccount::from_info(&account.info));
-        for (slot, value) in &account.storage {
-            if value.is_changed() || entry.storage_cleared {
-                entry.storage.insert(*slot, value.present_value());
+        entry.info = Some(BasicAccount::from_info(info));
+        for (slot, present, changed) in storage {
+            if changed || entry.storage_cleared {
+                entry.storage.insert(slot, present);
             }
         }
+    }
+}
+
+/// A compact copy of what a transaction did to one touched account: what
+/// [`BlockState`] commits of it, without revm's per-account maps.
+#[derive(Debug, Clone)]
+pub(crate) struct AccountChange {
+    /// The account.
+    pub(crate) address: Address,
+    /// Self-destructed, or touched and empty (EIP-161): it leaves the state.
+    pub(crate) destroyed: bool,
+    /// Created by the transaction (its storage is wiped first).
+    pub(crate) created: bool,
+    /// Its fields after the transaction (with its code, if loaded).
+    pub(crate) info: AccountInfo,
+    /// Every slot the transaction loaded or wrote: (slot, value after the
+    /// transaction, whether the transaction changed it).
+    pub(crate) storage: Box<[(U256, U256, bool)]>,
+}
+
+impl AccountChange {
+    /// The change of `account` (`None`: untouched, nothing to commit).
+    pub(crate) fn new(address: Address, account: &Account) -> Option<Self> {
+        account.is_touched().then(|| Self {
+            address,
+            destroyed: account.is_selfdestructed() || account.is_empty(),
+            created: account.is_created(),
+            info: account.info.clone(),
+            storage: account
+                .storage
+                .iter()
+                .map(|(slot, value)| (*slot, value.present_value(), value.is_changed()))
+                .collect(),
+        })
     }
 }
 

@@ -12,7 +12,7 @@ use super::{
 use crate::{
     block::SkipReason,
     engine::{ExecutedTx, ExecutionEnv, sequential::classify},
-    state::BasicAccount,
+    state::{AccountChange, BasicAccount},
 };
 use alloy_primitives::{Address, U256};
 use revm::{
@@ -20,7 +20,7 @@ use revm::{
     context::{ContextSetters, TxEnv, result::EVMError},
     handler::{Handler, MainnetContext, MainnetEvm},
     precompile::Precompiles,
-    state::{Account, EvmState},
+    state::Account,
 };
 
 /// A worker's EVM, reused for every incarnation it executes in a block.
@@ -52,8 +52,8 @@ pub(crate) enum Changes {
     /// revm's write set, with the fee already added to the beneficiary if
     /// the transaction loaded it; otherwise `reward` is still owed.
     Evm {
-        /// revm's per-account changes.
-        state: EvmState,
+        /// revm's per-account changes (touched accounts).
+        state: Box<[AccountChange]>,
         /// Fee owed to a beneficiary absent from `state` (`None`: none, and
         /// the beneficiary is not touched).
         owed_reward: Option<U256>,
@@ -180,6 +180,10 @@ impl<'a, DB: DatabaseRef> ExecContext<'a, DB> {
             logs: result.logs().to_vec(),
             contract_address: result.created_address(),
         };
+        // Only a compact copy is kept (for accounts whose diff is replayed):
+        // revm's maps are freed here, so the next transaction reuses them.
+        let state =
+            state.iter().filter_map(|(a, account)| AccountChange::new(*a, account)).collect();
         Ok(Some(Outcome::Executed(executed, Box::new(Changes::Evm { state, owed_reward }))))
     }
 }
@@ -190,8 +194,8 @@ fn read_of(reads: &[ReadRecord], address: Address) -> (Option<Option<AccountCore
     let mut balance = None;
     for read in reads {
         match *read {
-            ReadRecord::Basic(a, c) if a == address => core = Some(c),
-            ReadRecord::Balance(a, b) if a == address => balance = Some(b),
+            ReadRecord::Basic(a, c, _) if a == address => core = Some(c),
+            ReadRecord::Balance(a, b, _) if a == address => balance = Some(b),
             _ => {}
         }
     }

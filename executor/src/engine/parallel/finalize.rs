@@ -97,13 +97,15 @@ pub(crate) fn finalize<DB: DatabaseRef + Sync>(
         sorted.push(part.accounts.into_iter().peekable());
         code.extend(part.code);
     }
-    // Each shard's accounts come sorted: merge them (the map is then built
-    // in one pass), while the write sets (revm's states among them) are
-    // dropped on the pool.
+    // Each shard's accounts come sorted: merge them into the map while the
+    // write sets (revm's states among them) are dropped on the pool.
     let (accounts, ()) = pool.install(|| {
         rayon::join(
             || {
-                std::iter::from_fn(|| {
+                // Inserted one by one, in order: `collect` would first
+                // gather the diffs in one large vector (fresh pages).
+                let mut accounts = BTreeMap::new();
+                accounts.extend(std::iter::from_fn(|| {
                     let next = sorted
                         .iter_mut()
                         .enumerate()
@@ -111,8 +113,8 @@ pub(crate) fn finalize<DB: DatabaseRef + Sync>(
                         .min()?
                         .1;
                     sorted[next].next()
-                })
-                .collect::<BTreeMap<_, _>>()
+                }));
+                accounts
             },
             || included.into_par_iter().for_each(drop),
         )
@@ -275,9 +277,9 @@ fn replay<DB: DatabaseRef>(
     for (_, changes) in included {
         match &**changes {
             Changes::Evm { state, owed_reward } => {
-                for (address, account) in state {
-                    if mine(address) {
-                        overlay.commit_account(*address, account);
+                for change in state {
+                    if mine(&change.address) {
+                        overlay.commit_change(change);
                     }
                 }
                 if let Some(reward) = owed_reward

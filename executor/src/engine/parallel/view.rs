@@ -27,11 +27,22 @@ pub(crate) type NewCode = DashMap<B256, Bytecode, DefaultHashBuilder>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ReadRecord {
     /// Existence, nonce and code hash.
-    Basic(Address, Option<AccountCore>),
+    Basic(Address, Option<AccountCore>, Source),
     /// Balance.
-    Balance(Address, U256),
+    Balance(Address, U256, Source),
     /// Storage slot.
-    Storage(Address, U256, U256),
+    Storage(Address, U256, U256, Source),
+}
+
+/// Where a read value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The snapshot (no lower transaction wrote the location): if that is
+    /// still so at validation, the value cannot have changed and the
+    /// snapshot is not read again.
+    Base,
+    /// A lower transaction's write.
+    Memory,
 }
 
 /// Why a read could not be served.
@@ -63,97 +74,93 @@ impl<DB: DatabaseRef> TxView<'_, DB> {
         &mut self,
         address: Address,
     ) -> Result<Option<AccountCore>, ViewError<DB::Error>> {
-        let core = read_core(self.memory, self.base, address, self.tx)?;
-        self.reads.push(ReadRecord::Basic(address, core));
+        let (core, source) = match self.memory.read_basic(address, self.tx) {
+            Read::Value(core) => (core, Source::Memory),
+            Read::Blocked(i) => return Err(ViewError::Blocked(i)),
+            Read::Base => (base_core(self.base, address)?, Source::Base),
+        };
+        self.reads.push(ReadRecord::Basic(address, core, source));
         Ok(core)
     }
 
-    /// Existence, nonce, code hash and balance of `address` (recorded).
+    /// Existence, nonce, code hash and balance of `address` (recorded), with
+    /// one snapshot lookup when neither was written.
     pub(crate) fn account(
         &mut self,
         address: Address,
     ) -> Result<(Option<AccountCore>, U256), ViewError<DB::Error>> {
-        let (core, balance) = read_account(self.memory, self.base, address, self.tx)?;
-        self.reads.push(ReadRecord::Basic(address, core));
-        self.reads.push(ReadRecord::Balance(address, balance));
+        let base = self.base;
+        let mut cached: Option<Option<AccountInfo>> = None;
+        let mut base_info = || -> Result<Option<AccountInfo>, ViewError<DB::Error>> {
+            if cached.is_none() {
+                cached = Some(base.basic_ref(address).map_err(ViewError::Base)?);
+            }
+            Ok(cached.clone().flatten())
+        };
+        let (core, core_source) = match self.memory.read_basic(address, self.tx) {
+            Read::Value(core) => (core, Source::Memory),
+            Read::Blocked(i) => return Err(ViewError::Blocked(i)),
+            Read::Base => (base_info()?.map(core_of), Source::Base),
+        };
+        let mut base_balance = || Ok(base_info()?.map(|i| i.balance).unwrap_or_default());
+        let (balance, balance_source) =
+            match self.memory.read_balance(address, self.tx, &mut base_balance)? {
+                Read::Value(balance) => (balance, Source::Memory),
+                Read::Blocked(i) => return Err(ViewError::Blocked(i)),
+                Read::Base => (base_balance()?, Source::Base),
+            };
+        self.reads.push(ReadRecord::Basic(address, core, core_source));
+        self.reads.push(ReadRecord::Balance(address, balance, balance_source));
         Ok((core, balance))
     }
+
+    fn storage_value(
+        &mut self,
+        address: Address,
+        slot: U256,
+    ) -> Result<U256, ViewError<DB::Error>> {
+        let (value, source) = match self.memory.read_storage(address, slot, self.tx) {
+            Read::Value(value) => (value, Source::Memory),
+            Read::Blocked(i) => return Err(ViewError::Blocked(i)),
+            Read::Base => {
+                (self.base.storage_ref(address, slot).map_err(ViewError::Base)?, Source::Base)
+            }
+        };
+        self.reads.push(ReadRecord::Storage(address, slot, value, source));
+        Ok(value)
+    }
 }
 
-fn read_core<DB: DatabaseRef>(
-    memory: &MvMemory,
+fn core_of(info: AccountInfo) -> AccountCore {
+    AccountCore { nonce: info.nonce, code_hash: info.code_hash }
+}
+
+fn base_core<DB: DatabaseRef>(
     base: &DB,
     address: Address,
-    tx: TxIdx,
 ) -> Result<Option<AccountCore>, ViewError<DB::Error>> {
-    match memory.read_basic(address, tx) {
-        Read::Value(core) => Ok(core),
-        Read::Blocked(i) => Err(ViewError::Blocked(i)),
-        Read::Base => Ok(base
-            .basic_ref(address)
-            .map_err(ViewError::Base)?
-            .map(|info| AccountCore { nonce: info.nonce, code_hash: info.code_hash })),
-    }
+    Ok(base.basic_ref(address).map_err(ViewError::Base)?.map(core_of))
 }
 
-/// Both account locations, with one snapshot lookup when neither was
-/// written.
-fn read_account<DB: DatabaseRef>(
-    memory: &MvMemory,
+fn base_balance<DB: DatabaseRef>(
     base: &DB,
     address: Address,
-    tx: TxIdx,
-) -> Result<(Option<AccountCore>, U256), ViewError<DB::Error>> {
-    let mut cached: Option<Option<AccountInfo>> = None;
-    let mut base_info = || -> Result<Option<AccountInfo>, ViewError<DB::Error>> {
-        if cached.is_none() {
-            cached = Some(base.basic_ref(address).map_err(ViewError::Base)?);
-        }
-        Ok(cached.clone().flatten())
-    };
-    let core = match memory.read_basic(address, tx) {
-        Read::Value(core) => core,
-        Read::Blocked(i) => return Err(ViewError::Blocked(i)),
-        Read::Base => {
-            base_info()?.map(|info| AccountCore { nonce: info.nonce, code_hash: info.code_hash })
-        }
-    };
-    let mut base_balance = || Ok(base_info()?.map(|i| i.balance).unwrap_or_default());
-    let balance = match memory.read_balance(address, tx, &mut base_balance)? {
-        Read::Value(balance) => balance,
-        Read::Blocked(i) => return Err(ViewError::Blocked(i)),
-        Read::Base => base_balance()?,
-    };
-    Ok((core, balance))
-}
-
-fn read_balance<DB: DatabaseRef>(
-    memory: &MvMemory,
-    base: &DB,
-    address: Address,
-    tx: TxIdx,
 ) -> Result<U256, ViewError<DB::Error>> {
-    let base_balance = || {
-        Ok(base.basic_ref(address).map_err(ViewError::Base)?.map(|i| i.balance).unwrap_or_default())
-    };
-    match memory.read_balance(address, tx, base_balance)? {
-        Read::Value(balance) => Ok(balance),
-        Read::Blocked(i) => Err(ViewError::Blocked(i)),
-        Read::Base => base_balance(),
-    }
+    Ok(base.basic_ref(address).map_err(ViewError::Base)?.map(|i| i.balance).unwrap_or_default())
 }
 
-fn read_storage<DB: DatabaseRef>(
-    memory: &MvMemory,
-    base: &DB,
-    address: Address,
-    slot: U256,
-    tx: TxIdx,
-) -> Result<U256, ViewError<DB::Error>> {
-    match memory.read_storage(address, slot, tx) {
-        Read::Value(value) => Ok(value),
-        Read::Blocked(i) => Err(ViewError::Blocked(i)),
-        Read::Base => base.storage_ref(address, slot).map_err(ViewError::Base),
+/// Whether a read that returned `recorded` from `source` would return it
+/// again, `now` being what the memory holds now.
+fn unchanged<T: PartialEq, E>(
+    now: Read<T>,
+    recorded: T,
+    source: Source,
+    base: impl FnOnce() -> Result<T, E>,
+) -> bool {
+    match now {
+        Read::Blocked(_) => false,
+        Read::Value(value) => value == recorded,
+        Read::Base => source == Source::Base || base().is_ok_and(|value| value == recorded),
     }
 }
 
@@ -164,32 +171,23 @@ pub(crate) fn validate<DB: DatabaseRef>(
     tx: TxIdx,
     reads: &[ReadRecord],
 ) -> bool {
-    let mut i = 0;
-    while i < reads.len() {
-        let valid = match (reads[i], reads.get(i + 1)) {
-            // An account read: both fields with one snapshot lookup.
-            (ReadRecord::Basic(address, core), Some(ReadRecord::Balance(a, balance)))
-                if *a == address =>
-            {
-                i += 1;
-                matches!(read_account(memory, base, address, tx), Ok(now) if now == (core, *balance))
-            }
-            (ReadRecord::Basic(address, core), _) => {
-                matches!(read_core(memory, base, address, tx), Ok(now) if now == core)
-            }
-            (ReadRecord::Balance(address, balance), _) => {
-                matches!(read_balance(memory, base, address, tx), Ok(now) if now == balance)
-            }
-            (ReadRecord::Storage(address, slot, value), _) => {
-                matches!(read_storage(memory, base, address, slot, tx), Ok(now) if now == value)
-            }
-        };
-        if !valid {
-            return false;
+    reads.iter().all(|read| match *read {
+        ReadRecord::Basic(address, core, source) => {
+            unchanged(memory.read_basic(address, tx), core, source, || base_core(base, address))
         }
-        i += 1;
-    }
-    true
+        ReadRecord::Balance(address, balance, source) => {
+            let base_balance = || base_balance(base, address);
+            match memory.read_balance(address, tx, base_balance) {
+                Ok(now) => unchanged(now, balance, source, base_balance),
+                Err(_) => false,
+            }
+        }
+        ReadRecord::Storage(address, slot, value, source) => {
+            unchanged(memory.read_storage(address, slot, tx), value, source, || {
+                base.storage_ref(address, slot)
+            })
+        }
+    })
 }
 
 /// The account revm sees for existence/nonce/code `core` and `balance`: the
@@ -220,9 +218,7 @@ impl<DB: DatabaseRef> Database for TxView<'_, DB> {
     }
 
     fn storage(&mut self, address: Address, index: U256) -> Result<U256, Self::Error> {
-        let value = read_storage(self.memory, self.base, address, index, self.tx)?;
-        self.reads.push(ReadRecord::Storage(address, index, value));
-        Ok(value)
+        self.storage_value(address, index)
     }
 
     fn block_hash(&mut self, number: u64) -> Result<B256, Self::Error> {
