@@ -33,6 +33,10 @@ pub(crate) struct TxOutput {
     pub(crate) reads: Box<[ReadRecord]>,
     /// Everything it wrote, one write per location.
     pub(crate) writes: Box<[(Location, Write)]>,
+    /// The highest transaction whose write to an account's fields or to a
+    /// slot it read (how close its dependencies are; balances do not count,
+    /// credits commute).
+    pub(crate) depends_on: Option<TxIdx>,
     /// Its result.
     pub(crate) outcome: Outcome,
 }
@@ -93,6 +97,7 @@ impl<'a, DB: DatabaseRef> ExecContext<'a, DB> {
             base: self.base,
             code: self.code,
             reads: Vec::new(),
+            latest_writer: None,
         };
         Context::mainnet()
             .with_cfg(self.env.cfg.clone())
@@ -113,12 +118,14 @@ impl<'a, DB: DatabaseRef> ExecContext<'a, DB> {
     ) -> Execution {
         evm.ctx.journaled_state.database.tx = tx;
         evm.ctx.journaled_state.database.reads.clear();
+        evm.ctx.journaled_state.database.latest_writer = None;
         writes.clear();
         let result = self.try_execute(evm, tx_env, writes);
         match result {
             Ok(Some(outcome)) => Execution::Done(TxOutput {
                 reads: evm.ctx.journaled_state.database.reads.as_slice().into(),
                 writes: writes.as_slice().into(),
+                depends_on: evm.ctx.journaled_state.database.latest_writer,
                 outcome,
             }),
             Ok(None) => Execution::Fatal,

@@ -90,31 +90,33 @@ pub(crate) fn finalize<DB: DatabaseRef + Sync>(
             .map(|shard| shard_diff(env, base, &included, shard, shards))
             .collect()
     });
-    let mut sorted = Vec::with_capacity(parts.len());
+    let mut shards = Vec::with_capacity(parts.len());
     let mut code = BTreeMap::new();
     for part in parts {
-        let part = part?;
-        sorted.push(part.accounts.into_iter().peekable());
-        code.extend(part.code);
+        let mut part = part?;
+        code.append(&mut part.code);
+        shards.push((part.order.into_iter().peekable(), part.accounts));
     }
-    // Each shard's accounts come sorted: merge them into the map while the
-    // write sets (revm's states among them) are dropped on the pool.
+    // Each shard's order is sorted: merge them (taking each diff from where
+    // its shard built it) and build the map in one pass, while the write
+    // sets are dropped on the pool.
     let (accounts, ()) = pool.install(|| {
         rayon::join(
             || {
-                // Inserted one by one, in order: `collect` would first
-                // gather the diffs in one large vector (fresh pages).
-                let mut accounts = BTreeMap::new();
-                accounts.extend(std::iter::from_fn(|| {
-                    let next = sorted
+                let len = shards.iter().map(|(order, _)| order.len()).sum();
+                let mut merged = Vec::with_capacity(len);
+                merged.extend(std::iter::from_fn(|| {
+                    let (order, accounts) = shards
                         .iter_mut()
-                        .enumerate()
-                        .filter_map(|(i, shard)| Some((shard.peek()?.0, i)))
-                        .min()?
+                        .filter_map(|shard| Some((shard.0.peek()?.0, shard)))
+                        .min_by_key(|(address, _)| *address)?
                         .1;
-                    sorted[next].next()
+                    let (address, index) = order.next()?;
+                    Some((address, std::mem::take(&mut accounts[index as usize])))
                 }));
-                accounts
+                // Sorted already: `from_iter` checks that in one pass and
+                // builds the tree without searching.
+                BTreeMap::from_iter(merged)
             },
             || included.into_par_iter().for_each(drop),
         )
@@ -127,9 +129,12 @@ fn shard_of(address: &Address, shards: usize) -> usize {
     (b[19] as usize ^ (b[18] as usize) << 3 ^ (b[0] as usize) << 5) % shards
 }
 
-/// One shard's share of the diff, sorted by address.
+/// One shard's share of the diff.
 struct Part {
-    accounts: Vec<(Address, AccountDiff)>,
+    /// The changed accounts' diffs, in no order.
+    accounts: Vec<AccountDiff>,
+    /// Their addresses, sorted, with their index in `accounts`.
+    order: Vec<(Address, u32)>,
     code: BTreeMap<B256, Bytes>,
 }
 
@@ -205,14 +210,11 @@ fn shard_diff<DB: DatabaseRef>(
     }
 
     let mut accounts = Vec::with_capacity(written.len());
+    let mut order = Vec::with_capacity(written.len());
     let mut replayed = Vec::new();
     let db = |e| Fallback::Error(EngineError::Database(e));
-    // In address order, so that the part comes out sorted (sorting the
-    // addresses alone is cheaper than sorting the diffs).
-    let mut addresses: Vec<Address> = written.keys().copied().collect();
-    addresses.sort_unstable();
-    for address in addresses {
-        let Some(account) = written.remove(&address) else { continue };
+    // In the table's order (no random access); sorted by address after.
+    for (address, account) in written.drain() {
         if account.replay {
             replayed.push(address);
             continue;
@@ -239,28 +241,33 @@ fn shard_diff<DB: DatabaseRef>(
             replayed.push(address);
             continue;
         }
-        let mut storage = BTreeMap::new();
+        let mut storage = Vec::with_capacity(account.storage.len());
         for (slot, after) in account.storage {
             let before = base.storage_ref(address, slot).map_err(db)?;
             if before != after {
-                storage.insert(slot, SlotChange { before, after });
+                storage.push((slot, SlotChange { before, after }));
             }
         }
+        storage.sort_unstable_by_key(|(slot, _)| *slot);
         let after = Some(after);
         if before != after || !storage.is_empty() {
-            accounts
-                .push((address, AccountDiff { before, after, storage_cleared: false, storage }));
+            order.push((address, accounts.len() as u32));
+            let storage = BTreeMap::from_iter(storage);
+            accounts.push(AccountDiff { before, after, storage_cleared: false, storage });
         }
     }
     let mut code = BTreeMap::new();
     if !replayed.is_empty() {
         let replayed: HashSet<Address> = replayed.into_iter().collect();
         let diff = replay(env, base, included, |address| replayed.contains(address))?;
-        accounts.extend(diff.accounts);
-        accounts.sort_unstable_by_key(|(address, _)| *address);
+        for (address, account) in diff.accounts {
+            order.push((address, accounts.len() as u32));
+            accounts.push(account);
+        }
         code = diff.code;
     }
-    Ok(Part { accounts, code })
+    order.sort_unstable();
+    Ok(Part { accounts, order, code })
 }
 
 /// The diff of the addresses `mine` selects: every included transaction's

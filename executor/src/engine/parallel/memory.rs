@@ -86,8 +86,9 @@ pub(crate) enum Entry {
 pub(crate) enum Read<T> {
     /// No lower transaction wrote it: read the snapshot.
     Base,
-    /// The value written by a lower transaction.
-    Value(T),
+    /// The value written by a lower transaction (the writer of the latest
+    /// write it comes from).
+    Value(T, TxIdx),
     /// A lower transaction's write is an estimate: wait for it.
     Blocked(TxIdx),
 }
@@ -223,7 +224,7 @@ impl MvMemory {
         match self.latest(&Location::Basic(address), tx) {
             None => Read::Base,
             Some((i, Entry::Estimate)) => Read::Blocked(i),
-            Some((_, Entry::Value(Write::Basic(core)))) => Read::Value(core),
+            Some((i, Entry::Value(Write::Basic(core)))) => Read::Value(core, i),
             Some((_, Entry::Value(_))) => unreachable!("basic location holds basic writes"),
         }
     }
@@ -239,31 +240,33 @@ impl MvMemory {
         let Some(entries) = self.data.get(&Location::Balance(address)) else {
             return Ok(Read::Base);
         };
-        let mut credits: Vec<U256> = Vec::new();
+        let mut sum = Some(U256::ZERO);
         let mut start = None;
+        let mut latest = None;
         for (i, entry) in entries.below(tx) {
+            latest.get_or_insert(*i);
             match entry {
                 Entry::Estimate => return Ok(Read::Blocked(*i)),
                 Entry::Value(Write::SetBalance(v)) => {
                     start = Some(*v);
                     break;
                 }
-                Entry::Value(Write::AddBalance(d)) => credits.push(*d),
+                Entry::Value(Write::AddBalance(d)) => sum = sum.and_then(|s| s.checked_add(*d)),
                 Entry::Value(_) => unreachable!("balance location holds balance writes"),
             }
         }
         drop(entries);
-        if start.is_none() && credits.is_empty() {
-            return Ok(Read::Base);
-        }
-        let mut balance = match start {
+        let Some(latest) = latest else { return Ok(Read::Base) };
+        let start = match start {
             Some(v) => v,
             None => base()?,
         };
-        for d in credits.iter().rev() {
-            balance = credit(balance, *d);
-        }
-        Ok(Read::Value(balance))
+        // Without an overflow, credits in any order add up to what revm's
+        // in-order credits give. An overflowing credit sends the whole block
+        // to the sequential engine at finalization, so this value is never
+        // used then: any deterministic one will do.
+        let balance = sum.and_then(|s| start.checked_add(s)).unwrap_or(U256::MAX);
+        Ok(Read::Value(balance, latest))
     }
 
     /// Reads a storage slot, honouring storage wipes.
@@ -278,7 +281,7 @@ impl MvMemory {
             (Some((i, _)), Some((c, entry))) if c > i => clear_read(c, entry),
             (None, Some((c, entry))) => clear_read(c, entry),
             (Some((i, Entry::Estimate)), _) => Read::Blocked(i),
-            (Some((_, Entry::Value(Write::Storage(v)))), _) => Read::Value(v),
+            (Some((i, Entry::Value(Write::Storage(v)))), _) => Read::Value(v, i),
             (Some((_, Entry::Value(_))), _) => unreachable!("slot location holds slot writes"),
             (None, None) => Read::Base,
         }
@@ -288,7 +291,7 @@ impl MvMemory {
 fn clear_read(writer: TxIdx, entry: Entry) -> Read<U256> {
     match entry {
         Entry::Estimate => Read::Blocked(writer),
-        Entry::Value(_) => Read::Value(U256::ZERO),
+        Entry::Value(_) => Read::Value(U256::ZERO, writer),
     }
 }
 
@@ -311,11 +314,11 @@ mod tests {
         let third = [(Location::Balance(A), Write::AddBalance(U256::from(1)))];
         mv.record(3, &third, &[]);
         assert_eq!(balance(&mv, 0), Read::Base);
-        assert_eq!(balance(&mv, 2), Read::Value(U256::from(105)));
-        assert_eq!(balance(&mv, 4), Read::Value(U256::from(11)));
+        assert_eq!(balance(&mv, 2), Read::Value(U256::from(105), 1));
+        assert_eq!(balance(&mv, 4), Read::Value(U256::from(11), 3));
         mv.mark_estimates(3, &third);
         assert_eq!(balance(&mv, 4), Read::Blocked(3));
-        assert_eq!(balance(&mv, 3), Read::Value(U256::from(10)));
+        assert_eq!(balance(&mv, 3), Read::Value(U256::from(10), 2));
     }
 
     #[test]
@@ -325,12 +328,12 @@ mod tests {
         assert!(mv.record(0, &[(Location::Storage(A, slot), Write::Storage(U256::from(3)))], &[]));
         let wipe = [(Location::Clear(A), Write::Clear)];
         assert!(mv.record(1, &wipe, &[]));
-        assert_eq!(mv.read_storage(A, slot, 1), Read::Value(U256::from(3)));
-        assert_eq!(mv.read_storage(A, slot, 2), Read::Value(U256::ZERO));
-        assert_eq!(mv.read_storage(A, U256::from(8), 3), Read::Value(U256::ZERO));
+        assert_eq!(mv.read_storage(A, slot, 1), Read::Value(U256::from(3), 0));
+        assert_eq!(mv.read_storage(A, slot, 2), Read::Value(U256::ZERO, 1));
+        assert_eq!(mv.read_storage(A, U256::from(8), 3), Read::Value(U256::ZERO, 1));
         // A new incarnation of tx 1 that does not wipe removes the marker.
         assert!(!mv.record(1, &[], &wipe));
-        assert_eq!(mv.read_storage(A, slot, 2), Read::Value(U256::from(3)));
+        assert_eq!(mv.read_storage(A, slot, 2), Read::Value(U256::from(3), 0));
         assert_eq!(mv.read_storage(A, U256::from(8), 3), Read::Base);
     }
 }

@@ -92,6 +92,7 @@ pub fn execute<DB: DatabaseRef + Sync>(
         scheduler_workers: if adaptive { workers } else { 1 },
         executions: AtomicUsize::new(0),
         conflicts: AtomicUsize::new(0),
+        close_dependencies: AtomicUsize::new(0),
     };
     pool.broadcast(|_| run.work());
     if run.fatal.load(Ordering::Acquire) {
@@ -164,22 +165,52 @@ struct Run<'a, DB> {
     executions: AtomicUsize,
     /// Aborts and dependency waits so far.
     conflicts: AtomicUsize,
+    /// Executions that read a write of one of the `workers` transactions
+    /// just before.
+    close_dependencies: AtomicUsize,
 }
 
-/// Executions seen before the conflict rate is judged.
-const CONTENTION_WINDOW: usize = 128;
+/// Executions seen before the block's contention is judged.
+const CONTENTION_WINDOW: usize = 64;
 
 impl<DB> Run<'_, DB> {
-    /// Counts a conflict; when they are so frequent that Block-STM would
-    /// re-execute most transactions (a dependent chain), stops the parallel
-    /// run: the block is executed sequentially instead.
+    /// Counts a conflict (an abort or a dependency wait).
     fn conflict(&self) {
         if self.scheduler_workers < 2 {
             return;
         }
-        let conflicts = self.conflicts.fetch_add(1, Ordering::Relaxed) + 1;
+        self.conflicts.fetch_add(1, Ordering::Relaxed);
+        self.judge();
+    }
+
+    /// Counts a finished execution of `tx` that read a write of
+    /// `depends_on`.
+    fn executed(&self, tx: TxIdx, depends_on: Option<TxIdx>) {
+        if self.scheduler_workers < 2 {
+            return;
+        }
+        self.executions.fetch_add(1, Ordering::Relaxed);
+        // A transaction that reads what one of the previous `workers` ones
+        // wrote cannot run alongside them.
+        if depends_on.is_some_and(|writer| tx - writer <= self.scheduler_workers) {
+            self.close_dependencies.fetch_add(1, Ordering::Relaxed);
+            self.judge();
+        }
+    }
+
+    /// Stops the parallel run when the block is too contended for it to beat
+    /// sequential execution: most transactions depend on the one just before
+    /// (a dependent chain), or conflicts re-execute most of them. The block
+    /// is then executed sequentially instead; this is found within the first
+    /// few dozen executions, so little is wasted.
+    fn judge(&self) {
         let executions = self.executions.load(Ordering::Relaxed);
-        if executions >= CONTENTION_WINDOW && conflicts * 5 > executions * 2 {
+        if executions < CONTENTION_WINDOW {
+            return;
+        }
+        let close = self.close_dependencies.load(Ordering::Relaxed);
+        let conflicts = self.conflicts.load(Ordering::Relaxed);
+        if close * 2 > executions || conflicts * 5 > executions * 2 {
             self.contended.store(true, Ordering::Release);
             self.scheduler.halt();
         }
@@ -235,7 +266,7 @@ impl<'a, DB: DatabaseRef + Sync> Run<'a, DB> {
                     return None;
                 }
                 Execution::Done(output) => {
-                    self.executions.fetch_add(1, Ordering::Relaxed);
+                    self.executed(version.tx, output.depends_on);
                     let mut slot =
                         self.outputs[version.tx].lock().unwrap_or_else(|e| e.into_inner());
                     let previous = slot.as_ref().map_or(&[][..], |o| &o.writes[..]);

@@ -66,6 +66,9 @@ pub(crate) struct TxView<'a, DB> {
     pub(crate) base: &'a DB,
     pub(crate) code: &'a NewCode,
     pub(crate) reads: Vec<ReadRecord>,
+    /// The highest transaction whose write to an account's fields or a
+    /// slot this incarnation read (how close its dependencies are).
+    pub(crate) latest_writer: Option<TxIdx>,
 }
 
 impl<DB: DatabaseRef> TxView<'_, DB> {
@@ -75,7 +78,7 @@ impl<DB: DatabaseRef> TxView<'_, DB> {
         address: Address,
     ) -> Result<Option<AccountCore>, ViewError<DB::Error>> {
         let (core, source) = match self.memory.read_basic(address, self.tx) {
-            Read::Value(core) => (core, Source::Memory),
+            Read::Value(core, writer) => (core, self.written_by(writer)),
             Read::Blocked(i) => return Err(ViewError::Blocked(i)),
             Read::Base => (base_core(self.base, address)?, Source::Base),
         };
@@ -98,14 +101,14 @@ impl<DB: DatabaseRef> TxView<'_, DB> {
             Ok(cached.clone().flatten())
         };
         let (core, core_source) = match self.memory.read_basic(address, self.tx) {
-            Read::Value(core) => (core, Source::Memory),
+            Read::Value(core, writer) => (core, self.written_by(writer)),
             Read::Blocked(i) => return Err(ViewError::Blocked(i)),
             Read::Base => (base_info()?.map(core_of), Source::Base),
         };
         let mut base_balance = || Ok(base_info()?.map(|i| i.balance).unwrap_or_default());
         let (balance, balance_source) =
             match self.memory.read_balance(address, self.tx, &mut base_balance)? {
-                Read::Value(balance) => (balance, Source::Memory),
+                Read::Value(balance, _) => (balance, Source::Memory),
                 Read::Blocked(i) => return Err(ViewError::Blocked(i)),
                 Read::Base => (base_balance()?, Source::Base),
             };
@@ -114,13 +117,20 @@ impl<DB: DatabaseRef> TxView<'_, DB> {
         Ok((core, balance))
     }
 
+    /// Notes that a value (not a balance: credits are no dependency) came
+    /// from `writer`'s write.
+    fn written_by(&mut self, writer: TxIdx) -> Source {
+        self.latest_writer = self.latest_writer.max(Some(writer));
+        Source::Memory
+    }
+
     fn storage_value(
         &mut self,
         address: Address,
         slot: U256,
     ) -> Result<U256, ViewError<DB::Error>> {
         let (value, source) = match self.memory.read_storage(address, slot, self.tx) {
-            Read::Value(value) => (value, Source::Memory),
+            Read::Value(value, writer) => (value, self.written_by(writer)),
             Read::Blocked(i) => return Err(ViewError::Blocked(i)),
             Read::Base => {
                 (self.base.storage_ref(address, slot).map_err(ViewError::Base)?, Source::Base)
@@ -159,7 +169,7 @@ fn unchanged<T: PartialEq, E>(
 ) -> bool {
     match now {
         Read::Blocked(_) => false,
-        Read::Value(value) => value == recorded,
+        Read::Value(value, _) => value == recorded,
         Read::Base => source == Source::Base || base().is_ok_and(|value| value == recorded),
     }
 }
