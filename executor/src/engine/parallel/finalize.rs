@@ -97,30 +97,25 @@ pub(crate) fn finalize<DB: DatabaseRef + Sync>(
         code.append(&mut part.code);
         shards.push((part.order.into_iter().peekable(), part.accounts));
     }
-    // Each shard's order is sorted: merge them (taking each diff from where
-    // its shard built it) and build the map in one pass, while the write
-    // sets are dropped on the pool.
-    let (accounts, ()) = pool.install(|| {
-        rayon::join(
-            || {
-                let len = shards.iter().map(|(order, _)| order.len()).sum();
-                let mut merged = Vec::with_capacity(len);
-                merged.extend(std::iter::from_fn(|| {
-                    let (order, accounts) = shards
-                        .iter_mut()
-                        .filter_map(|shard| Some((shard.0.peek()?.0, shard)))
-                        .min_by_key(|(address, _)| *address)?
-                        .1;
-                    let (address, index) = order.next()?;
-                    Some((address, std::mem::take(&mut accounts[index as usize])))
-                }));
-                // Sorted already: `from_iter` checks that in one pass and
-                // builds the tree without searching.
-                BTreeMap::from_iter(merged)
-            },
-            || included.into_par_iter().for_each(drop),
-        )
-    });
+    // The write sets are dropped on the pool, in the background: nothing
+    // waits for it.
+    pool.spawn(move || drop(included));
+    // Each shard's order is sorted: merge them, taking each diff from where
+    // its shard built it, and build the map in one pass.
+    let len = shards.iter().map(|(order, _)| order.len()).sum();
+    let mut merged = Vec::with_capacity(len);
+    merged.extend(std::iter::from_fn(|| {
+        let (order, accounts) = shards
+            .iter_mut()
+            .filter_map(|shard| Some((shard.0.peek()?.0, shard)))
+            .min_by_key(|(address, _)| *address)?
+            .1;
+        let (address, index) = order.next()?;
+        Some((address, std::mem::take(&mut accounts[index as usize])))
+    }));
+    // Sorted already: `from_iter` checks that in one pass and builds the
+    // tree without searching.
+    let accounts = BTreeMap::from_iter(merged);
     Ok(EngineOutput { results, diff: StateDiff { accounts, code } })
 }
 

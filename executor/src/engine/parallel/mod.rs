@@ -106,7 +106,8 @@ pub fn execute<DB: DatabaseRef + Sync>(
     let Run { outputs, .. } = run;
     let outputs: Option<Vec<TxOutput>> =
         outputs.into_iter().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect();
-    drop((memory, code));
+    // The multi-version memory is freed on the pool, in the background.
+    pool.spawn(move || drop((memory, code)));
     let Some(outputs) = outputs else {
         return Err(EngineError::Evm("parallel engine left a transaction unexecuted".into()));
     };
