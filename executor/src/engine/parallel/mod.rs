@@ -171,8 +171,12 @@ struct Run<'a, DB> {
     close_dependencies: AtomicUsize,
 }
 
-/// Executions seen before the block's contention is judged.
-const CONTENTION_WINDOW: usize = 64;
+/// Executions seen before the block's contention is judged: a sixteenth of
+/// the block, at least 16 and at most 64 (a block found contended has
+/// wasted at most that much work).
+fn contention_window(len: usize) -> usize {
+    (len / 16).clamp(16, 64)
+}
 
 impl<DB> Run<'_, DB> {
     /// Counts a conflict (an abort or a dependency wait).
@@ -206,7 +210,7 @@ impl<DB> Run<'_, DB> {
     /// few dozen executions, so little is wasted.
     fn judge(&self) {
         let executions = self.executions.load(Ordering::Relaxed);
-        if executions < CONTENTION_WINDOW {
+        if executions < contention_window(self.transactions.len()) {
             return;
         }
         let close = self.close_dependencies.load(Ordering::Relaxed);
