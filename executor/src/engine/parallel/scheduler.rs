@@ -50,17 +50,41 @@ struct TxStatus {
     status: Status,
 }
 
+/// One transaction's scheduling state, on its own cache line: workers busy
+/// with neighbouring transactions do not contend for it.
+#[derive(Debug)]
+#[repr(align(64))]
+struct TxSlot {
+    status: Mutex<TxStatus>,
+    dependencies: Mutex<Vec<TxIdx>>,
+}
+
 /// The shared scheduler of one block.
 #[derive(Debug)]
 pub(crate) struct Scheduler {
     len: usize,
-    execution_idx: AtomicUsize,
-    validation_idx: AtomicUsize,
-    decrease_cnt: AtomicUsize,
-    num_active_tasks: AtomicUsize,
-    done: AtomicBool,
-    status: Vec<Mutex<TxStatus>>,
-    dependencies: Vec<Mutex<Vec<TxIdx>>>,
+    execution_idx: Padded<AtomicUsize>,
+    validation_idx: Padded<AtomicUsize>,
+    decrease_cnt: Padded<AtomicUsize>,
+    num_active_tasks: Padded<AtomicUsize>,
+    /// Polled by every idle worker: apart from the counters that change.
+    done: Padded<AtomicBool>,
+    txs: Vec<TxSlot>,
+}
+
+/// A value on its own cache line (the shared counters change on every
+/// task; a worker reading one should not have to fetch the line again
+/// because another changed).
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -72,15 +96,17 @@ impl Scheduler {
     pub(crate) fn new(len: usize) -> Self {
         Self {
             len,
-            execution_idx: AtomicUsize::new(0),
-            validation_idx: AtomicUsize::new(0),
-            decrease_cnt: AtomicUsize::new(0),
-            num_active_tasks: AtomicUsize::new(0),
-            done: AtomicBool::new(len == 0),
-            status: (0..len)
-                .map(|_| Mutex::new(TxStatus { incarnation: 0, status: Status::ReadyToExecute }))
+            execution_idx: Padded::default(),
+            validation_idx: Padded::default(),
+            decrease_cnt: Padded::default(),
+            num_active_tasks: Padded::default(),
+            done: Padded(AtomicBool::new(len == 0)),
+            txs: (0..len)
+                .map(|_| TxSlot {
+                    status: Mutex::new(TxStatus { incarnation: 0, status: Status::ReadyToExecute }),
+                    dependencies: Mutex::new(Vec::new()),
+                })
                 .collect(),
-            dependencies: (0..len).map(|_| Mutex::new(Vec::new())).collect(),
         }
     }
 
@@ -123,7 +149,7 @@ impl Scheduler {
         if tx >= self.len {
             return None;
         }
-        let mut status = lock(&self.status[tx]);
+        let mut status = lock(&self.txs[tx].status);
         if status.status == Status::ReadyToExecute {
             status.status = Status::Executing;
             Some(Version { tx, incarnation: status.incarnation })
@@ -154,7 +180,7 @@ impl Scheduler {
         self.num_active_tasks.fetch_add(1, Ordering::SeqCst);
         let tx = self.validation_idx.fetch_add(1, Ordering::SeqCst);
         if tx < self.len {
-            let status = lock(&self.status[tx]);
+            let status = lock(&self.txs[tx].status);
             if status.status == Status::Executed {
                 return Some(Version { tx, incarnation: status.incarnation });
             }
@@ -175,11 +201,11 @@ impl Scheduler {
     /// Parks `tx` until `blocking` is executed again. Returns false if
     /// `blocking` is already executed (then `tx` should simply retry).
     pub(crate) fn add_dependency(&self, tx: TxIdx, blocking: TxIdx) -> bool {
-        let mut deps = lock(&self.dependencies[blocking]);
-        if lock(&self.status[blocking]).status == Status::Executed {
+        let mut deps = lock(&self.txs[blocking].dependencies);
+        if lock(&self.txs[blocking].status).status == Status::Executed {
             return false;
         }
-        lock(&self.status[tx]).status = Status::Aborting;
+        lock(&self.txs[tx].status).status = Status::Aborting;
         deps.push(tx);
         drop(deps);
         self.num_active_tasks.fetch_sub(1, Ordering::SeqCst);
@@ -187,7 +213,7 @@ impl Scheduler {
     }
 
     fn set_ready_status(&self, tx: TxIdx) {
-        let mut status = lock(&self.status[tx]);
+        let mut status = lock(&self.txs[tx].status);
         status.incarnation += 1;
         status.status = Status::ReadyToExecute;
     }
@@ -197,8 +223,8 @@ impl Scheduler {
     pub(crate) fn finish_execution(&self, version: Version, wrote_new: bool) -> Option<Task> {
         let tx = version.tx;
         let deps = {
-            let mut deps = lock(&self.dependencies[tx]);
-            lock(&self.status[tx]).status = Status::Executed;
+            let mut deps = lock(&self.txs[tx].dependencies);
+            lock(&self.txs[tx].status).status = Status::Executed;
             std::mem::take(&mut *deps)
         };
         if let Some(min) = deps.iter().copied().min() {
@@ -221,7 +247,7 @@ impl Scheduler {
     /// Claims the right to abort a failed incarnation (only one validator
     /// wins).
     pub(crate) fn try_validation_abort(&self, version: Version) -> bool {
-        let mut status = lock(&self.status[version.tx]);
+        let mut status = lock(&self.txs[version.tx].status);
         if status.incarnation == version.incarnation && status.status == Status::Executed {
             status.status = Status::Aborting;
             true
