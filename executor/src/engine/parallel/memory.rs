@@ -11,9 +11,11 @@
 //! - [`Location::Clear`]: a marker that the account's storage was wiped
 //!   (creation or destruction); slots written before it read as zero.
 //!
-//! Entries are kept per location in a `BTreeMap` keyed by transaction index,
-//! inside a sharded concurrent map ([`DashMap`]): writers of different
-//! locations never contend, and there is no global lock. An aborted
+//! Entries are kept per location in a small vector sorted by transaction
+//! index, inside sharded concurrent maps ([`DashMap`]): one keyed by address
+//! for an account's own locations (its fields are usually read and written
+//! together: one lookup), one keyed by slot. Writers of different keys never
+//! contend, and there is no global lock. An aborted
 //! incarnation's entries become [`Entry::Estimate`] so later readers wait for
 //! the re-execution instead of reading a value that is about to change.
 //! Validation is by value: a transaction's read is still valid if reading the
@@ -134,10 +136,85 @@ impl Versions {
     }
 }
 
+/// The version lists of an account's own locations, under one key: reading
+/// or writing an account's fields together (a sender's nonce and balance)
+/// is one map operation.
+#[derive(Debug, Default)]
+struct AccountVersions {
+    basic: Versions,
+    balance: Versions,
+    clear: Versions,
+}
+
+impl AccountVersions {
+    /// The versions of `location`, one of this account's own locations.
+    fn of(&mut self, location: &Location) -> &mut Versions {
+        match location {
+            Location::Basic(_) => &mut self.basic,
+            Location::Balance(_) => &mut self.balance,
+            Location::Clear(_) => &mut self.clear,
+            Location::Storage(..) => unreachable!("slots have their own map"),
+        }
+    }
+}
+
+/// A balance read as far as the versions go: the snapshot's balance may
+/// still be needed (read after the versions' lock is released).
+enum BalanceScan {
+    /// No lower transaction wrote it.
+    Base,
+    /// A lower transaction's write is an estimate.
+    Blocked(TxIdx),
+    /// The latest absolute value (`None`: the snapshot's) and the sum of the
+    /// credits above it (`None`: it overflows), the latest writer.
+    Found(Option<U256>, Option<U256>, TxIdx),
+}
+
+impl BalanceScan {
+    fn of(versions: &Versions, tx: TxIdx) -> Self {
+        let mut sum = Some(U256::ZERO);
+        let mut latest = None;
+        for (i, entry) in versions.below(tx) {
+            let latest = *latest.get_or_insert(*i);
+            match entry {
+                Entry::Estimate => return Self::Blocked(*i),
+                Entry::Value(Write::SetBalance(v)) => return Self::Found(Some(*v), sum, latest),
+                Entry::Value(Write::AddBalance(d)) => sum = sum.and_then(|s| s.checked_add(*d)),
+                Entry::Value(_) => unreachable!("balance location holds balance writes"),
+            }
+        }
+        match latest {
+            None => Self::Base,
+            Some(latest) => Self::Found(None, sum, latest),
+        }
+    }
+
+    fn finish<E>(self, base: impl FnOnce() -> Result<U256, E>) -> Result<Read<U256>, E> {
+        let (start, sum, latest) = match self {
+            Self::Base => return Ok(Read::Base),
+            Self::Blocked(i) => return Ok(Read::Blocked(i)),
+            Self::Found(start, sum, latest) => (start, sum, latest),
+        };
+        let start = match start {
+            Some(v) => v,
+            None => base()?,
+        };
+        // Without an overflow, credits in any order add up to what revm's
+        // in-order credits give. An overflowing credit sends the whole block
+        // to the sequential engine at finalization, so this value is never
+        // used then: any deterministic one will do.
+        let balance = sum.and_then(|s| start.checked_add(s)).unwrap_or(U256::MAX);
+        Ok(Read::Value(balance, latest))
+    }
+}
+
 /// The multi-version memory of one block.
 #[derive(Debug)]
 pub(crate) struct MvMemory {
-    data: DashMap<Location, Versions, DefaultHashBuilder>,
+    /// Each account's `Basic`, `Balance` and `Clear` versions.
+    accounts: DashMap<Address, AccountVersions, DefaultHashBuilder>,
+    /// Each slot's versions.
+    slots: DashMap<(Address, U256), Versions, DefaultHashBuilder>,
     /// Whether any storage wipe was ever recorded in this block (most blocks
     /// have none; then slot reads skip the wipe lookup). Set before the wipe
     /// is inserted, so a validation that runs after the wiping incarnation
@@ -150,12 +227,33 @@ impl MvMemory {
     pub(crate) fn new(len: usize, workers: usize) -> Self {
         let shards = (workers.max(1) * 16).next_power_of_two().max(4);
         Self {
-            data: DashMap::with_capacity_and_hasher_and_shard_amount(
-                len * 4,
+            accounts: DashMap::with_capacity_and_hasher_and_shard_amount(
+                len * 2,
+                DefaultHashBuilder::default(),
+                shards,
+            ),
+            slots: DashMap::with_capacity_and_hasher_and_shard_amount(
+                len * 2,
                 DefaultHashBuilder::default(),
                 shards,
             ),
             any_clear: AtomicBool::new(false),
+        }
+    }
+
+    /// Applies `f` to the versions of `location` if it has any.
+    fn update(&self, location: &Location, f: impl FnOnce(&mut Versions)) {
+        match location {
+            Location::Storage(address, slot) => {
+                if let Some(mut versions) = self.slots.get_mut(&(*address, *slot)) {
+                    f(&mut versions);
+                }
+            }
+            _ => {
+                if let Some(mut account) = self.accounts.get_mut(&location.address()) {
+                    f(account.of(location));
+                }
+            }
         }
     }
 
@@ -169,12 +267,30 @@ impl MvMemory {
         writes: &[(Location, Write)],
         previous: &[(Location, Write)],
     ) -> bool {
+        // Consecutive writes to one account's fields share one entry (and
+        // one lock); no two entries are ever held at once.
+        let mut account = None;
         for (location, write) in writes {
+            let entry = Entry::Value(*write);
+            if let Location::Storage(address, slot) = location {
+                account = None;
+                self.slots.entry((*address, *slot)).or_default().insert(tx, entry);
+                continue;
+            }
             if matches!(location, Location::Clear(_)) {
                 self.any_clear.store(true, Ordering::SeqCst);
             }
-            self.data.entry(*location).or_default().insert(tx, Entry::Value(*write));
+            let address = location.address();
+            let versions = match &mut account {
+                Some((held, versions)) if *held == address => versions,
+                _ => {
+                    account = None;
+                    &mut account.insert((address, self.accounts.entry(address).or_default())).1
+                }
+            };
+            versions.of(location).insert(tx, entry);
         }
+        drop(account);
         if previous.is_empty() {
             return !writes.is_empty();
         }
@@ -195,9 +311,7 @@ impl MvMemory {
             )
         };
         for location in stale {
-            if let Some(mut entries) = self.data.get_mut(&location) {
-                entries.remove(tx);
-            }
+            self.update(&location, |versions| versions.remove(tx));
         }
         wrote_new
     }
@@ -205,75 +319,64 @@ impl MvMemory {
     /// Turns an aborted incarnation's writes into estimates.
     pub(crate) fn mark_estimates(&self, tx: TxIdx, writes: &[(Location, Write)]) {
         for (location, _) in writes {
-            if let Some(mut entries) = self.data.get_mut(location)
-                && let Some(entry) = entries.get_mut(tx)
-            {
-                *entry = Entry::Estimate;
-            }
+            self.update(location, |versions| {
+                if let Some(entry) = versions.get_mut(tx) {
+                    *entry = Entry::Estimate;
+                }
+            });
         }
-    }
-
-    /// The latest write to `location` below `tx`, with its writer.
-    fn latest(&self, location: &Location, tx: TxIdx) -> Option<(TxIdx, Entry)> {
-        let entries = self.data.get(location)?;
-        entries.below(tx).next().map(|(i, e)| (*i, *e))
     }
 
     /// Reads an account's existence, nonce and code hash.
     pub(crate) fn read_basic(&self, address: Address, tx: TxIdx) -> Read<Option<AccountCore>> {
-        match self.latest(&Location::Basic(address), tx) {
+        match self.accounts.get(&address) {
+            Some(account) => basic_read(&account.basic, tx),
             None => Read::Base,
-            Some((i, Entry::Estimate)) => Read::Blocked(i),
-            Some((i, Entry::Value(Write::Basic(core)))) => Read::Value(core, i),
-            Some((_, Entry::Value(_))) => unreachable!("basic location holds basic writes"),
         }
     }
 
     /// Reads a balance: the latest absolute value (or `base()`) plus every
-    /// later credit, in order.
+    /// later credit.
     pub(crate) fn read_balance<E>(
         &self,
         address: Address,
         tx: TxIdx,
         base: impl FnOnce() -> Result<U256, E>,
     ) -> Result<Read<U256>, E> {
-        let Some(entries) = self.data.get(&Location::Balance(address)) else {
-            return Ok(Read::Base);
+        let scan = match self.accounts.get(&address) {
+            Some(account) => BalanceScan::of(&account.balance, tx),
+            None => return Ok(Read::Base),
         };
-        let mut sum = Some(U256::ZERO);
-        let mut start = None;
-        let mut latest = None;
-        for (i, entry) in entries.below(tx) {
-            latest.get_or_insert(*i);
-            match entry {
-                Entry::Estimate => return Ok(Read::Blocked(*i)),
-                Entry::Value(Write::SetBalance(v)) => {
-                    start = Some(*v);
-                    break;
-                }
-                Entry::Value(Write::AddBalance(d)) => sum = sum.and_then(|s| s.checked_add(*d)),
-                Entry::Value(_) => unreachable!("balance location holds balance writes"),
+        scan.finish(base)
+    }
+
+    /// Reads both [`MvMemory::read_basic`] and [`MvMemory::read_balance`]
+    /// with one lookup.
+    pub(crate) fn read_account<E>(
+        &self,
+        address: Address,
+        tx: TxIdx,
+        base: impl FnOnce() -> Result<U256, E>,
+    ) -> Result<(Read<Option<AccountCore>>, Read<U256>), E> {
+        let (basic, scan) = match self.accounts.get(&address) {
+            Some(account) => {
+                (basic_read(&account.basic, tx), BalanceScan::of(&account.balance, tx))
             }
-        }
-        drop(entries);
-        let Some(latest) = latest else { return Ok(Read::Base) };
-        let start = match start {
-            Some(v) => v,
-            None => base()?,
+            None => return Ok((Read::Base, Read::Base)),
         };
-        // Without an overflow, credits in any order add up to what revm's
-        // in-order credits give. An overflowing credit sends the whole block
-        // to the sequential engine at finalization, so this value is never
-        // used then: any deterministic one will do.
-        let balance = sum.and_then(|s| start.checked_add(s)).unwrap_or(U256::MAX);
-        Ok(Read::Value(balance, latest))
+        Ok((basic, scan.finish(base)?))
     }
 
     /// Reads a storage slot, honouring storage wipes.
     pub(crate) fn read_storage(&self, address: Address, slot: U256, tx: TxIdx) -> Read<U256> {
-        let written = self.latest(&Location::Storage(address, slot), tx);
+        let written = self
+            .slots
+            .get(&(address, slot))
+            .and_then(|versions| versions.below(tx).next().map(|(i, e)| (*i, *e)));
         let cleared = if self.any_clear.load(Ordering::SeqCst) {
-            self.latest(&Location::Clear(address), tx)
+            self.accounts
+                .get(&address)
+                .and_then(|account| account.clear.below(tx).next().map(|(i, e)| (*i, *e)))
         } else {
             None
         };
@@ -285,6 +388,15 @@ impl MvMemory {
             (Some((_, Entry::Value(_))), _) => unreachable!("slot location holds slot writes"),
             (None, None) => Read::Base,
         }
+    }
+}
+
+fn basic_read(versions: &Versions, tx: TxIdx) -> Read<Option<AccountCore>> {
+    match versions.below(tx).next() {
+        None => Read::Base,
+        Some((i, Entry::Estimate)) => Read::Blocked(*i),
+        Some((i, Entry::Value(Write::Basic(core)))) => Read::Value(*core, *i),
+        Some((_, Entry::Value(_))) => unreachable!("basic location holds basic writes"),
     }
 }
 

@@ -100,18 +100,18 @@ impl<DB: DatabaseRef> TxView<'_, DB> {
             }
             Ok(cached.clone().flatten())
         };
-        let (core, core_source) = match self.memory.read_basic(address, self.tx) {
+        let mut base_balance = || Ok(base_info()?.map(|i| i.balance).unwrap_or_default());
+        let (core, balance) = self.memory.read_account(address, self.tx, &mut base_balance)?;
+        let (balance, balance_source) = match balance {
+            Read::Value(balance, _) => (balance, Source::Memory),
+            Read::Blocked(i) => return Err(ViewError::Blocked(i)),
+            Read::Base => (base_balance()?, Source::Base),
+        };
+        let (core, core_source) = match core {
             Read::Value(core, writer) => (core, self.written_by(writer)),
             Read::Blocked(i) => return Err(ViewError::Blocked(i)),
             Read::Base => (base_info()?.map(core_of), Source::Base),
         };
-        let mut base_balance = || Ok(base_info()?.map(|i| i.balance).unwrap_or_default());
-        let (balance, balance_source) =
-            match self.memory.read_balance(address, self.tx, &mut base_balance)? {
-                Read::Value(balance, _) => (balance, Source::Memory),
-                Read::Blocked(i) => return Err(ViewError::Blocked(i)),
-                Read::Base => (base_balance()?, Source::Base),
-            };
         self.reads.push(ReadRecord::Basic(address, core, core_source));
         self.reads.push(ReadRecord::Balance(address, balance, balance_source));
         Ok((core, balance))
@@ -181,23 +181,45 @@ pub(crate) fn validate<DB: DatabaseRef>(
     tx: TxIdx,
     reads: &[ReadRecord],
 ) -> bool {
-    reads.iter().all(|read| match *read {
-        ReadRecord::Basic(address, core, source) => {
-            unchanged(memory.read_basic(address, tx), core, source, || base_core(base, address))
-        }
-        ReadRecord::Balance(address, balance, source) => {
-            let base_balance = || base_balance(base, address);
-            match memory.read_balance(address, tx, base_balance) {
-                Ok(now) => unchanged(now, balance, source, base_balance),
-                Err(_) => false,
+    let mut i = 0;
+    while i < reads.len() {
+        let valid = match (reads[i], reads.get(i + 1)) {
+            // An account read: both fields with one lookup.
+            (ReadRecord::Basic(address, core, core_source), Some(ReadRecord::Balance(a, b, s)))
+                if *a == address =>
+            {
+                i += 1;
+                let base_balance = || base_balance(base, address);
+                match memory.read_account(address, tx, base_balance) {
+                    Ok((now_core, now_balance)) => {
+                        unchanged(now_core, core, core_source, || base_core(base, address))
+                            && unchanged(now_balance, *b, *s, base_balance)
+                    }
+                    Err(_) => false,
+                }
             }
+            (ReadRecord::Basic(address, core, source), _) => {
+                unchanged(memory.read_basic(address, tx), core, source, || base_core(base, address))
+            }
+            (ReadRecord::Balance(address, balance, source), _) => {
+                let base_balance = || base_balance(base, address);
+                match memory.read_balance(address, tx, base_balance) {
+                    Ok(now) => unchanged(now, balance, source, base_balance),
+                    Err(_) => false,
+                }
+            }
+            (ReadRecord::Storage(address, slot, value, source), _) => {
+                unchanged(memory.read_storage(address, slot, tx), value, source, || {
+                    base.storage_ref(address, slot)
+                })
+            }
+        };
+        if !valid {
+            return false;
         }
-        ReadRecord::Storage(address, slot, value, source) => {
-            unchanged(memory.read_storage(address, slot, tx), value, source, || {
-                base.storage_ref(address, slot)
-            })
-        }
-    })
+        i += 1;
+    }
+    true
 }
 
 /// The account revm sees for existence/nonce/code `core` and `balance`: the
