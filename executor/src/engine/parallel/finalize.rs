@@ -8,7 +8,7 @@
 //! credits summed on top (an overflowing credit sends the block to the
 //! sequential engine), before values from the snapshot. Accounts are
 //! independent in a diff, so the addresses are split into shards, one
-//! thread each, and the sorted shards are merged.
+//! thread each, each building its own map; the maps are joined pairwise.
 //!
 //! An account whose storage was wiped or that left the state (creation,
 //! self-destruct, EIP-161 removal) or whose code changed is rebuilt instead
@@ -90,32 +90,24 @@ pub(crate) fn finalize<DB: DatabaseRef + Sync>(
             .map(|shard| shard_diff(env, base, &included, shard, shards))
             .collect()
     });
-    let mut shards = Vec::with_capacity(parts.len());
+    let mut maps = Vec::with_capacity(parts.len());
     let mut code = BTreeMap::new();
     for part in parts {
         let mut part = part?;
         code.append(&mut part.code);
-        shards.push((part.order.into_iter().peekable(), part.accounts));
+        maps.push(part.accounts);
     }
     // The write sets are dropped on the pool, in the background: nothing
     // waits for it.
     pool.spawn(move || drop(included));
-    // Each shard's order is sorted: merge them, taking each diff from where
-    // its shard built it, and build the map in one pass.
-    let len = shards.iter().map(|(order, _)| order.len()).sum();
-    let mut merged = Vec::with_capacity(len);
-    merged.extend(std::iter::from_fn(|| {
-        let (order, accounts) = shards
-            .iter_mut()
-            .filter_map(|shard| Some((shard.0.peek()?.0, shard)))
-            .min_by_key(|(address, _)| *address)?
-            .1;
-        let (address, index) = order.next()?;
-        Some((address, std::mem::take(&mut accounts[index as usize])))
-    }));
-    // Sorted already: `from_iter` checks that in one pass and builds the
-    // tree without searching.
-    let accounts = BTreeMap::from_iter(merged);
+    // Each shard built its own map: join them pairwise on the pool (each
+    // join moves both maps' entries once; only the last is alone).
+    let accounts = pool.install(|| {
+        maps.into_par_iter().reduce(BTreeMap::new, |mut a, mut b| {
+            a.append(&mut b);
+            a
+        })
+    });
     Ok(EngineOutput { results, diff: StateDiff { accounts, code } })
 }
 
@@ -126,10 +118,8 @@ fn shard_of(address: &Address, shards: usize) -> usize {
 
 /// One shard's share of the diff.
 struct Part {
-    /// The changed accounts' diffs, in no order.
-    accounts: Vec<AccountDiff>,
-    /// Their addresses, sorted, with their index in `accounts`.
-    order: Vec<(Address, u32)>,
+    /// The changed accounts' diffs.
+    accounts: BTreeMap<Address, AccountDiff>,
     code: BTreeMap<B256, Bytes>,
 }
 
@@ -261,8 +251,14 @@ fn shard_diff<DB: DatabaseRef>(
         }
         code = diff.code;
     }
+    // Sorting the (address, index) pairs, not the diffs, then building the
+    // map in one pass from the sorted sequence (no search per entry).
     order.sort_unstable();
-    Ok(Part { accounts, order, code })
+    let accounts = order
+        .into_iter()
+        .map(|(address, index)| (address, std::mem::take(&mut accounts[index as usize])))
+        .collect();
+    Ok(Part { accounts, code })
 }
 
 /// The diff of the addresses `mine` selects: every included transaction's
