@@ -400,7 +400,7 @@ async fn block_json(
     let Some(block) = block else { return Ok(Value::Null) };
     let txs =
         if full { Some(ctx.store.block_transactions(block.header.number).await?) } else { None };
-    Ok(json!(convert::block(block, txs)?))
+    Ok(json!(convert::block(block, txs.as_deref())?))
 }
 
 async fn fee_history(ctx: &RpcContext, params: &Params) -> Result<Value, RpcError> {
@@ -514,8 +514,8 @@ async fn get_logs(ctx: &RpcContext, filter: &Filter) -> Result<Value, RpcError> 
         if !filter.matches_bloom(header.logs_bloom) {
             continue;
         }
-        for stored in ctx.store.block_transactions(header.number).await? {
-            let receipt = convert::receipt(&stored, Some(header.timestamp))?;
+        for stored in ctx.store.block_transactions(header.number).await?.iter() {
+            let receipt = convert::receipt(stored, Some(header.timestamp))?;
             logs.extend(
                 receipt.inner.logs().iter().filter(|log| filter.matches(&log.inner)).cloned(),
             );

@@ -393,3 +393,34 @@ async fn cast_sends_a_transfer_unmodified() {
     assert_eq!(String::from_utf8_lossy(&balance.stdout).trim(), ONE_ETH.to_string());
     net.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_genesis_holds_multicall3_and_the_create2_deployer() {
+    use rollup_executor::genesis::{CREATE2_DEPLOYER_ADDRESS, MULTICALL3_ADDRESS};
+    let net = TestNet::start(10).await;
+    let (l2, signer) = net.l2_wallet(2);
+
+    // Multicall3 answers its view functions: getChainId(), getEthBalance(address).
+    let call =
+        |data: Vec<u8>| TransactionRequest::default().with_to(MULTICALL3_ADDRESS).with_input(data);
+    let chain_id = l2.call(call(hex!("3408e470").to_vec())).await.unwrap();
+    assert_eq!(U256::from_be_slice(&chain_id), U256::from(l2.get_chain_id().await.unwrap()));
+    let get_balance =
+        [&hex!("4d2301cc")[..], B256::left_padding_from(signer.address().as_slice()).as_slice()]
+            .concat();
+    let balance = l2.call(call(get_balance)).await.unwrap();
+    assert_eq!(U256::from_be_slice(&balance), l2.get_balance(signer.address()).await.unwrap());
+
+    // The deterministic deployer creates at CREATE2(deployer, salt, init code).
+    let init = hex!("602a60005560016000f3");
+    let salt = B256::repeat_byte(0x5a);
+    let deploy = TransactionRequest::default()
+        .with_to(CREATE2_DEPLOYER_ADDRESS)
+        .with_input([salt.as_slice(), &init[..]].concat());
+    let receipt = l2.send_transaction(deploy).await.unwrap().get_receipt().await.unwrap();
+    assert!(receipt.status());
+    let created = CREATE2_DEPLOYER_ADDRESS.create2_from_code(salt, init);
+    assert_eq!(l2.get_code_at(created).await.unwrap().as_ref(), &[0x00]);
+    assert_eq!(l2.get_storage_at(created, U256::ZERO).await.unwrap(), U256::from(42));
+    net.stop().await;
+}

@@ -121,8 +121,73 @@ async fn block_commit_is_atomic_fenced_and_reloads_to_the_same_root() {
     let by_hash = db.store.block_by_hash(block.hash).await.unwrap().unwrap();
     assert_eq!(by_hash.transactions.len(), 2);
 
-    // Pruning keeps diffs at and above the given block.
+    // The body blob returns every transaction with its receipt, in order.
+    let body = db.store.block_transactions(1).await.unwrap();
+    assert_eq!(body.iter().map(|t| t.hash).collect::<Vec<_>>(), by_hash.transactions);
+    for (stored, (tx, receipt)) in
+        body.iter().zip(block.block.transactions.iter().zip(&block.block.receipts))
+    {
+        assert_eq!(stored.raw, tx.inner().encoded_2718());
+        assert_eq!(stored.sender, signer.address());
+        assert_eq!(&stored.receipt, receipt);
+        assert_eq!(stored.block_hash, block.hash);
+        assert_eq!(stored.gas_used, 21_000);
+    }
+    assert!(db.store.transaction(B256::repeat_byte(9)).await.unwrap().is_none());
+    let batch = db.store.blocks_for_batch(0, 1).await.unwrap();
+    assert_eq!(batch[0].2.len(), 0, "genesis has no transactions");
+    assert_eq!(batch[1].2, body.iter().map(|t| t.raw.clone()).collect::<Vec<_>>());
+
+    // Included transactions left the mempool and report their block; the
+    // pending nonce counts from the caller's state nonce.
+    assert!(db.store.mempool_transaction(*txs[0].inner().tx_hash()).await.unwrap().is_none());
+    assert_eq!(db.store.pending_nonce(signer.address(), 2).await.unwrap(), 2);
+    let lifecycle =
+        db.store.transaction_lifecycle(*txs[0].inner().tx_hash()).await.unwrap().unwrap();
+    assert_eq!((lifecycle.stage, lifecycle.block_number), ("sequenced", Some(1)));
+
+    // Pruning keeps diffs at and above the given block, and every diff above
+    // the state checkpoint (the tables do not hold those blocks yet).
+    assert_eq!(db.store.state_checkpoint().await.unwrap(), 0);
+    assert_eq!(db.store.prune_state_diffs(2).await.unwrap(), 0);
+    assert_eq!(db.store.advance_state_checkpoint(64).await.unwrap(), 1);
+    assert_eq!(db.store.advance_state_checkpoint(64).await.unwrap(), 1, "nothing new");
+    let (mut from_tables, _, _) = db.store.load_head_state().await.unwrap();
+    assert_eq!(from_tables.state_root(), block.block.header.state_root);
+    assert_eq!(db.store.account(signer.address()).await.unwrap().unwrap().nonce, 2);
+    // A caller whose view lags the checkpoint still gets the right nonce.
+    assert_eq!(db.store.pending_nonce(signer.address(), 0).await.unwrap(), 2);
     assert_eq!(db.store.prune_state_diffs(1).await.unwrap(), 0);
     assert_eq!(db.store.prune_state_diffs(2).await.unwrap(), 1);
     assert_eq!(db.store.state_diff(1).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_diff_that_disagrees_with_the_head_state_tables_never_reaches_them() {
+    let db = TestDatabase::new().await;
+    let (config, signer, genesis) = chain();
+    db.store.init_genesis(config.chain_id, &genesis).await.unwrap();
+    let mut state = genesis.state.clone();
+    let parent = ParentBlock { header: &genesis.header, hash: genesis.hash };
+    let tx = transfer(&config, &signer, 0);
+    let mut executed = execute_block(
+        &config,
+        Engine::Sequential,
+        &state,
+        parent,
+        1_001,
+        vec![tx],
+        InvalidTxPolicy::Skip,
+    )
+    .unwrap();
+    // Claim the fresh recipient existed before the block: the update finds no row.
+    let recipient = executed.diff.accounts.get_mut(&Address::repeat_byte(0xbb)).unwrap();
+    recipient.before = recipient.after;
+    state.apply(&executed.diff);
+    let block = executed.seal(state.state_root());
+    db.store.commit_block(&block, &[signer.address()], &[]).await.unwrap();
+    let err = db.store.advance_state_checkpoint(64).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+    assert_eq!(db.store.state_checkpoint().await.unwrap(), 0, "the checkpoint did not move");
+    assert!(db.store.account(Address::repeat_byte(0xbb)).await.unwrap().is_none());
 }
