@@ -48,3 +48,12 @@ CREATE TABLE state_checkpoint (
     block_number BIGINT NOT NULL
 );
 INSERT INTO state_checkpoint (block_number) SELECT COALESCE(max(number), 0) FROM blocks;
+
+-- The newest snapshot of the whole head state with its tries' node hashes
+-- (executor/src/snapshot.rs), so a restart neither reads every state row nor
+-- rehashes the tries: it decodes the snapshot and replays the diffs above it.
+CREATE TABLE state_snapshots (
+    block_number BIGINT PRIMARY KEY REFERENCES blocks (number),
+    data         BYTEA NOT NULL
+);
+ALTER TABLE state_snapshots ALTER COLUMN data SET STORAGE EXTERNAL;

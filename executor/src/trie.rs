@@ -8,6 +8,7 @@
 //! cached [`RlpNode`]. Node encoding and hashing are alloy-trie's, so the root
 //! is Ethereum's; tests check it against alloy-trie's `HashBuilder`.
 
+use crate::snapshot::{Reader, SnapshotError, Writer};
 use alloy_primitives::{B256, Bytes, keccak256};
 use alloy_rlp::Encodable;
 use alloy_trie::{
@@ -433,6 +434,129 @@ impl Node {
                 rlp
             }
         }
+    }
+}
+
+/// Snapshot encoding of a trie with its cached node encodings (see
+/// [`crate::snapshot`]).
+impl MerkleTrie {
+    /// Appends the trie, node by node with each cached [`RlpNode`].
+    pub(crate) fn write_snapshot(&self, w: &mut Writer) {
+        w.u64(self.len as u64);
+        self.root.write_snapshot(w);
+    }
+
+    /// Reads a trie written by [`MerkleTrie::write_snapshot`].
+    pub(crate) fn read_snapshot(r: &mut Reader<'_>) -> Result<Self, SnapshotError> {
+        let len = usize::try_from(r.u64()?).map_err(|_| SnapshotError::Invalid("trie size"))?;
+        Ok(Self { root: Node::read_snapshot(r, 0)?, len })
+    }
+}
+
+const EMPTY_TAG: u8 = 0;
+const LEAF_TAG: u8 = 1;
+const EXTENSION_TAG: u8 = 2;
+const BRANCH_TAG: u8 = 3;
+
+impl Node {
+    fn write_snapshot(&self, w: &mut Writer) {
+        match self {
+            Self::Empty => w.u8(EMPTY_TAG),
+            Self::Leaf(leaf) => {
+                w.u8(LEAF_TAG);
+                write_nibbles(w, &leaf.key);
+                w.bytes(&leaf.value);
+                write_rlp(w, leaf.rlp.as_ref());
+            }
+            Self::Extension(extension) => {
+                w.u8(EXTENSION_TAG);
+                write_nibbles(w, &extension.key);
+                write_rlp(w, extension.rlp.as_ref());
+                extension.child.write_snapshot(w);
+            }
+            Self::Branch(branch) => {
+                w.u8(BRANCH_TAG);
+                let mask = branch
+                    .children
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, child)| !matches!(child, Self::Empty))
+                    .fold(0u16, |mask, (i, _)| mask | (1 << i));
+                w.fixed(&mask.to_le_bytes());
+                write_rlp(w, branch.rlp.as_ref());
+                for child in branch.children.iter().filter(|c| !matches!(c, Self::Empty)) {
+                    child.write_snapshot(w);
+                }
+            }
+        }
+    }
+
+    /// Reads a node whose path from the root has `depth` nibbles.
+    fn read_snapshot(r: &mut Reader<'_>, depth: usize) -> Result<Self, SnapshotError> {
+        if depth > 64 {
+            return Err(SnapshotError::Invalid("path longer than 64 nibbles"));
+        }
+        Ok(match r.u8()? {
+            EMPTY_TAG => Self::Empty,
+            LEAF_TAG => {
+                let key = read_nibbles(r)?;
+                let value = r.bytes()?.to_vec();
+                let rlp = read_rlp(r)?;
+                Self::Leaf(Box::new(Leaf { key, value, rlp }))
+            }
+            EXTENSION_TAG => {
+                let key = read_nibbles(r)?;
+                let rlp = read_rlp(r)?;
+                let child = Self::read_snapshot(r, depth + key.len())?;
+                Self::Extension(Box::new(Extension { key, child, rlp }))
+            }
+            BRANCH_TAG => {
+                let mask = u16::from_le_bytes(r.fixed(2)?.try_into().expect("2 bytes"));
+                let rlp = read_rlp(r)?;
+                let mut branch = Box::new(Branch { children: Default::default(), rlp });
+                for (i, child) in branch.children.iter_mut().enumerate() {
+                    if mask & (1 << i) != 0 {
+                        *child = Self::read_snapshot(r, depth + 1)?;
+                    }
+                }
+                Self::Branch(branch)
+            }
+            _ => return Err(SnapshotError::Invalid("node tag")),
+        })
+    }
+}
+
+fn write_nibbles(w: &mut Writer, nibbles: &Nibbles) {
+    w.u8(nibbles.len() as u8);
+    w.fixed(&nibbles.pack());
+}
+
+fn read_nibbles(r: &mut Reader<'_>) -> Result<Nibbles, SnapshotError> {
+    let len = usize::from(r.u8()?);
+    if len > 64 {
+        return Err(SnapshotError::Invalid("key longer than 64 nibbles"));
+    }
+    let mut nibbles = Nibbles::unpack(r.fixed(len.div_ceil(2))?);
+    nibbles.truncate(len);
+    Ok(nibbles)
+}
+
+fn write_rlp(w: &mut Writer, rlp: Option<&RlpNode>) {
+    match rlp {
+        None => w.u8(0),
+        Some(rlp) => {
+            w.u8(rlp.len() as u8);
+            w.fixed(rlp.as_slice());
+        }
+    }
+}
+
+fn read_rlp(r: &mut Reader<'_>) -> Result<Option<RlpNode>, SnapshotError> {
+    match usize::from(r.u8()?) {
+        0 => Ok(None),
+        len => RlpNode::from_raw(r.fixed(len)?)
+            .map(Some)
+            .ok_or(SnapshotError::Invalid("node encoding longer than 33 bytes")),
     }
 }
 

@@ -177,7 +177,9 @@ pub async fn follow(
     }
 }
 
-async fn catch_up(view: &ChainView, store: &Store) -> rollup_store::Result<()> {
+/// Brings `view` to the database's head by applying the stored diffs of the
+/// blocks it lacks.
+pub(crate) async fn catch_up(view: &ChainView, store: &Store) -> rollup_store::Result<()> {
     let head = store.head_number().await?;
     let mut next = view.number() + 1;
     while next <= head {

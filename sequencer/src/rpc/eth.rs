@@ -143,6 +143,12 @@ pub(super) async fn dispatch(
             params.at_most(2)?;
             let address: Address = params.required(0, "address")?;
             let at = block_of_state(ctx, &params, 1).await?;
+            if at == StateAt::Pending {
+                // Included transactions have left the mempool: count from the
+                // database head's nonce, so a replica between polls answers
+                // what the producer's process would.
+                crate::chain_view::catch_up(&ctx.view, &ctx.store).await?;
+            }
             let mut nonce = {
                 let head = ctx.view.read();
                 state_at(&head, at)?.account(&address).map_or(0, |a| a.nonce)

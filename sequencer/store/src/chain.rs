@@ -157,67 +157,46 @@ impl Store {
         Ok(())
     }
 
-    /// Loads the head state into memory, with the head header and hash: the
-    /// head-state tables (the checkpoint) with the diffs of the blocks above
-    /// it replayed, all read from one database snapshot.
+    /// Loads the head state into memory, with the head header and hash, all
+    /// from one database snapshot: the newest state snapshot (or, without a
+    /// usable one, the head-state tables at the checkpoint) with the diffs of
+    /// the blocks above it replayed.
     pub async fn load_head_state(&self) -> Result<(MemoryState, Header, B256)> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
             .await?;
-        let mut state = MemoryState::new();
-        let rows = sqlx::query("SELECT hash, code FROM code").fetch_all(&mut *tx).await?;
-        for row in rows {
-            state.insert_code(Bytes::copy_from_slice(row.try_get::<&[u8], _>("code")?));
-        }
-        let rows = sqlx::query("SELECT address, nonce, balance, code_hash FROM accounts")
-            .fetch_all(&mut *tx)
-            .await?;
-        for row in rows {
-            state.insert_account(
-                bytes_address(row.try_get("address")?)?,
-                BasicAccount {
-                    nonce: row.try_get::<i64, _>("nonce")? as u64,
-                    balance: bytes_u256(row.try_get::<&[u8], _>("balance")?)?,
-                    code_hash: bytes_b256(row.try_get::<&[u8], _>("code_hash")?)?,
-                },
-            );
-        }
-        let rows =
-            sqlx::query("SELECT address, slot, value FROM storage").fetch_all(&mut *tx).await?;
-        let mut slots: Vec<(Address, U256, U256)> = Vec::with_capacity(rows.len());
-        for row in rows {
-            slots.push((
-                bytes_address(row.try_get("address")?)?,
-                bytes_u256(row.try_get::<&[u8], _>("slot")?)?,
-                bytes_u256(row.try_get::<&[u8], _>("value")?)?,
-            ));
-        }
-        state.insert_storage_many(slots);
-
-        let checkpoint: i64 = sqlx::query_scalar("SELECT block_number FROM state_checkpoint")
-            .fetch_one(&mut *tx)
-            .await?;
+        let head =
+            sqlx::query("SELECT number, hash, header FROM blocks ORDER BY number DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("no head block: run genesis first".into()))?;
+        let head_number = head.try_get::<i64, _>("number")? as u64;
+        let (mut state, base) = match load_snapshot(&mut tx, head_number).await? {
+            Some(loaded) => loaded,
+            None => load_tables(&mut tx).await?,
+        };
         let diffs = sqlx::query(
             "SELECT block_number, encoded, diff FROM state_diffs WHERE block_number > $1
              ORDER BY block_number",
         )
-        .bind(checkpoint)
+        .bind(to_i64(base))
         .fetch_all(&mut *tx)
         .await?;
-        let mut through = checkpoint as u64;
+        let mut through = base;
         for row in &diffs {
             let number = row.try_get::<i64, _>("block_number")? as u64;
             if number != through + 1 {
-                return Err(StoreError::Corrupt(format!(
-                    "state diff of block {} is missing above the checkpoint",
-                    through + 1
-                )));
+                break;
             }
             state.apply(&decode_diff(number, row)?);
             through = number;
         }
-
+        if through != head_number {
+            return Err(StoreError::Corrupt(format!(
+                "the state reaches block {through} but the head is {head_number}"
+            )));
+        }
         let rows = sqlx::query("SELECT number, hash FROM blocks ORDER BY number DESC LIMIT 256")
             .fetch_all(&mut *tx)
             .await?;
@@ -227,24 +206,20 @@ impl Store {
                 bytes_b256(row.try_get::<&[u8], _>("hash")?)?,
             );
         }
-        let head = rows
-            .first()
-            .ok_or_else(|| StoreError::Corrupt("no head block: run genesis first".into()))?;
-        let head_number = head.try_get::<i64, _>("number")? as u64;
-        if head_number != through {
-            return Err(StoreError::Corrupt(format!(
-                "the state reaches block {through} but the head is {head_number}"
-            )));
-        }
-        let header: Vec<u8> = sqlx::query_scalar("SELECT header FROM blocks WHERE number = $1")
-            .bind(to_i64(head_number))
-            .fetch_one(&mut *tx)
-            .await?;
-        let header = Header::decode(&mut header.as_slice())
+        let header = Header::decode(&mut head.try_get::<&[u8], _>("header")?)
             .map_err(|e| StoreError::Corrupt(format!("header {head_number}: {e}")))?;
         let hash = bytes_b256(head.try_get::<&[u8], _>("hash")?)?;
         tx.commit().await?;
         Ok((state, header, hash))
+    }
+
+    /// The newest block's number and hash.
+    pub async fn head(&self) -> Result<(u64, B256)> {
+        let row = sqlx::query("SELECT number, hash FROM blocks ORDER BY number DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("no blocks".into()))?;
+        Ok((row.try_get::<i64, _>("number")? as u64, bytes_b256(row.try_get::<&[u8], _>("hash")?)?))
     }
 
     /// The number of the newest block.
@@ -395,6 +370,81 @@ impl Store {
             .await?;
         row.map(|row| decode_diff(number, &row)).transpose()
     }
+}
+
+/// The newest state snapshot and its block, if one is usable: every diff
+/// from it to `head` is stored and it decodes to its block's state root.
+async fn load_snapshot(
+    tx: &mut Transaction<'_, Postgres>,
+    head: u64,
+) -> Result<Option<(MemoryState, u64)>> {
+    let row = sqlx::query(
+        "SELECT s.block_number, s.data, b.header,
+                (SELECT count(*) FROM state_diffs d WHERE d.block_number > s.block_number)
+                    AS diffs_above
+         FROM state_snapshots s JOIN blocks b ON b.number = s.block_number
+         ORDER BY s.block_number DESC LIMIT 1",
+    )
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let number = row.try_get::<i64, _>("block_number")? as u64;
+    if row.try_get::<i64, _>("diffs_above")? as u64 != head.saturating_sub(number) {
+        tracing::info!(number, head, "state snapshot is older than the retained diffs");
+        return Ok(None);
+    }
+    let mut state = match MemoryState::decode_snapshot(row.try_get::<&[u8], _>("data")?) {
+        Ok(state) => state,
+        Err(error) => {
+            tracing::warn!(number, %error, "state snapshot does not decode; loading the tables");
+            return Ok(None);
+        }
+    };
+    let header = Header::decode(&mut row.try_get::<&[u8], _>("header")?)
+        .map_err(|e| StoreError::Corrupt(format!("header {number}: {e}")))?;
+    // The cached hashes give the root without rehashing: a cheap check that
+    // the snapshot is this block's state.
+    if state.state_root() != header.state_root {
+        tracing::warn!(number, "state snapshot's root is not its block's; loading the tables");
+        return Ok(None);
+    }
+    Ok(Some((state, number)))
+}
+
+/// The head-state tables and the block they reflect (the checkpoint).
+async fn load_tables(tx: &mut Transaction<'_, Postgres>) -> Result<(MemoryState, u64)> {
+    let mut state = MemoryState::new();
+    let rows = sqlx::query("SELECT code FROM code").fetch_all(&mut **tx).await?;
+    for row in rows {
+        state.insert_code(Bytes::copy_from_slice(row.try_get::<&[u8], _>("code")?));
+    }
+    let rows = sqlx::query("SELECT address, nonce, balance, code_hash FROM accounts")
+        .fetch_all(&mut **tx)
+        .await?;
+    for row in rows {
+        state.insert_account(
+            bytes_address(row.try_get("address")?)?,
+            BasicAccount {
+                nonce: row.try_get::<i64, _>("nonce")? as u64,
+                balance: bytes_u256(row.try_get::<&[u8], _>("balance")?)?,
+                code_hash: bytes_b256(row.try_get::<&[u8], _>("code_hash")?)?,
+            },
+        );
+    }
+    let rows = sqlx::query("SELECT address, slot, value FROM storage").fetch_all(&mut **tx).await?;
+    let mut slots: Vec<(Address, U256, U256)> = Vec::with_capacity(rows.len());
+    for row in rows {
+        slots.push((
+            bytes_address(row.try_get("address")?)?,
+            bytes_u256(row.try_get::<&[u8], _>("slot")?)?,
+            bytes_u256(row.try_get::<&[u8], _>("value")?)?,
+        ));
+    }
+    state.insert_storage_many(slots);
+    let checkpoint: i64 = sqlx::query_scalar("SELECT block_number FROM state_checkpoint")
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok((state, checkpoint as u64))
 }
 
 /// A `state_diffs` row's diff (columns `encoded` and `diff`).

@@ -15,6 +15,26 @@ use rollup_executor::{MemoryState, StateDiff};
 use sqlx::Row;
 
 impl Store {
+    /// Stores a snapshot of the state after block `number`
+    /// ([`MemoryState::encode_snapshot`]) and deletes older ones.
+    pub async fn save_state_snapshot(&self, number: u64, snapshot: &[u8]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO state_snapshots (block_number, data) VALUES ($1, $2)
+             ON CONFLICT (block_number) DO NOTHING",
+        )
+        .bind(to_i64(number))
+        .bind(snapshot)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM state_snapshots WHERE block_number < $1")
+            .bind(to_i64(number))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The block the head-state tables reflect.
     pub async fn state_checkpoint(&self) -> Result<u64> {
         let number: i64 = sqlx::query_scalar("SELECT block_number FROM state_checkpoint")

@@ -189,9 +189,9 @@ impl Store {
     /// The next nonce of `sender` as geth's `pending` counts it: from the
     /// sender's nonce (the larger of `state_nonce` and the state checkpoint's),
     /// past every consecutive nonce the mempool holds pending (a gap stops
-    /// the count). Included transactions have left the mempool, so a caller
-    /// whose view lags the head by more than the checkpoint (a replica
-    /// between polls) may get a nonce up to that lag behind.
+    /// the count). Included transactions have left the mempool, so
+    /// `state_nonce` must be the database head's: the RPC brings its view to
+    /// the head first.
     pub async fn pending_nonce(&self, sender: Address, state_nonce: u64) -> Result<u64> {
         let row = sqlx::query(
             "SELECT GREATEST($2, (SELECT nonce FROM accounts WHERE address = $1)) AS base,

@@ -191,3 +191,48 @@ async fn a_diff_that_disagrees_with_the_head_state_tables_never_reaches_them() {
     assert_eq!(db.store.state_checkpoint().await.unwrap(), 0, "the checkpoint did not move");
     assert!(db.store.account(Address::repeat_byte(0xbb)).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn a_state_snapshot_loads_without_the_tables_and_replays_later_blocks() {
+    let db = TestDatabase::new().await;
+    let (config, signer, genesis) = chain();
+    db.store.init_genesis(config.chain_id, &genesis).await.unwrap();
+    let mut state = genesis.state.clone();
+    let (mut header, mut hash) = (genesis.header.clone(), genesis.hash);
+    for nonce in 0..2 {
+        let parent = ParentBlock { header: &header, hash };
+        let tx = transfer(&config, &signer, nonce);
+        let executed = execute_block(
+            &config,
+            Engine::Sequential,
+            &state,
+            parent,
+            1_001 + nonce,
+            vec![tx],
+            InvalidTxPolicy::Reject,
+        )
+        .unwrap();
+        state.apply(&executed.diff);
+        let block = executed.seal(state.state_root());
+        db.store.commit_block(&block, &[signer.address()], &[]).await.unwrap();
+        if nonce == 0 {
+            db.store.save_state_snapshot(1, &state.encode_snapshot()).await.unwrap();
+        }
+        (header, hash) = (block.block.header.clone(), block.hash);
+    }
+    // Tables emptied: only the snapshot (block 1) and diff 2 can give the root.
+    sqlx::query("DELETE FROM accounts").execute(db.store.pool()).await.unwrap();
+    let (mut loaded, head, _) = db.store.load_head_state().await.unwrap();
+    assert_eq!(head.number, 2);
+    assert_eq!(loaded.state_root(), header.state_root);
+    assert_eq!(loaded.account(&signer.address()).unwrap().nonce, 2);
+
+    // A snapshot whose root is not its block's is never trusted: loading
+    // falls back to the (here emptied) tables.
+    db.store.save_state_snapshot(2, &genesis.state.clone().encode_snapshot()).await.unwrap();
+    let (mut fallback, _, _) = db.store.load_head_state().await.unwrap();
+    let untouched = rollup_executor::genesis::MULTICALL3_ADDRESS;
+    assert!(loaded.account(&untouched).is_some());
+    assert!(fallback.account(&untouched).is_none(), "the tables, not the snapshot");
+    assert_ne!(fallback.state_root(), header.state_root);
+}
