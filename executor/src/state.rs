@@ -411,6 +411,19 @@ impl MemoryState {
     }
 }
 
+/// What historical proofs read from the head (see `crate::history`).
+impl MemoryState {
+    /// The account trie; its hashes are current after [`MemoryState::state_root`].
+    pub(crate) const fn account_trie(&self) -> &MerkleTrie {
+        &self.account_trie
+    }
+
+    /// An account's storage trie and its root as of the last state root.
+    pub(crate) fn storage_trie(&self, address: &Address) -> Option<(&MerkleTrie, B256)> {
+        self.accounts.get(address).map(|stored| (&stored.storage_trie, stored.storage_root))
+    }
+}
+
 fn set_slot(stored: &mut StoredAccount, slot: U256, value: U256) {
     stored.storage_dirty = true;
     let key = keccak256(B256::from(slot));

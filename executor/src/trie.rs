@@ -36,6 +36,9 @@ enum Node {
     Leaf(Box<Leaf>),
     Extension(Box<Extension>),
     Branch(Box<Branch>),
+    /// A branch subtree known only by its reference: the untouched parts of
+    /// a [`MerkleTrie::partial_copy`]. Never descended into.
+    Hashed(RlpNode),
 }
 
 #[derive(Debug, Clone)]
@@ -154,6 +157,19 @@ impl MerkleTrie {
 }
 
 impl MerkleTrie {
+    /// A copy holding only the paths of `keys` (and the nodes beside them
+    /// that an update may merge with); every other subtree is kept as its
+    /// reference. Updating any of `keys` and taking the root or a proof of
+    /// any of them gives what the full trie would, at a cost that grows with
+    /// `keys`, not with the trie. Hashes must be current (call
+    /// [`MerkleTrie::root`] first).
+    pub fn partial_copy(&self, keys: impl IntoIterator<Item = B256>) -> Self {
+        let mut keys: Vec<Nibbles> = keys.into_iter().map(Nibbles::unpack).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        Self { root: self.root.partial_copy(&keys), len: self.len }
+    }
+
     /// The Merkle proof of `key` (present or absent): the RLP of every node
     /// on its path from the root, as `eth_getProof` returns it. Hashes must be
     /// current: call [`MerkleTrie::root`] after the last update.
@@ -165,7 +181,7 @@ impl MerkleTrie {
         loop {
             buf.clear();
             match node {
-                Node::Empty => return proof,
+                Node::Empty | Node::Hashed(_) => return proof,
                 Node::Leaf(leaf) => {
                     LeafNodeRef::new(&leaf.key, &leaf.value).encode(&mut buf);
                     proof.push(Bytes::copy_from_slice(&buf));
@@ -219,8 +235,63 @@ impl Node {
             Self::Leaf(leaf) => leaf.rlp.clone(),
             Self::Extension(extension) => extension.rlp.clone(),
             Self::Branch(branch) => branch.rlp.clone(),
+            Self::Hashed(rlp) => Some(rlp.clone()),
         };
         cached.expect("trie hashes are current: call root() before proof()")
+    }
+
+    /// See [`MerkleTrie::partial_copy`]; `keys` (sorted) pass through here.
+    fn partial_copy(&self, keys: &[Nibbles]) -> Self {
+        match self {
+            Self::Empty => Self::Empty,
+            Self::Leaf(_) | Self::Hashed(_) => self.clone(),
+            Self::Extension(extension) => {
+                let below: Vec<Nibbles> = keys
+                    .iter()
+                    .filter(|key| key.starts_with(&extension.key))
+                    .map(|key| key.slice(extension.key.len()..))
+                    .collect();
+                Self::Extension(Box::new(Extension {
+                    key: extension.key,
+                    child: extension.child.partial_copy(&below),
+                    rlp: extension.rlp.clone(),
+                }))
+            }
+            Self::Branch(branch) => {
+                let mut copy = Branch { children: Default::default(), rlp: branch.rlp.clone() };
+                for (nibble, (child, copied)) in
+                    branch.children.iter().zip(copy.children.iter_mut()).enumerate()
+                {
+                    let below: Vec<Nibbles> = keys
+                        .iter()
+                        .filter(|key| usize::from(key.get_unchecked(0)) == nibble)
+                        .map(|key| key.slice(1..))
+                        .collect();
+                    *copied = if below.is_empty() {
+                        child.beside_path()
+                    } else {
+                        child.partial_copy(&below)
+                    };
+                }
+                Self::Branch(Box::new(copy))
+            }
+        }
+    }
+
+    /// A subtree beside the copied paths: a removal may merge a leaf or an
+    /// extension into its parent, so those are kept (an extension's child,
+    /// always a branch, as its reference); a branch is only referenced.
+    fn beside_path(&self) -> Self {
+        match self {
+            Self::Empty => Self::Empty,
+            Self::Leaf(_) | Self::Hashed(_) => self.clone(),
+            Self::Extension(extension) => Self::Extension(Box::new(Extension {
+                key: extension.key,
+                child: Self::Hashed(extension.child.cached_rlp()),
+                rlp: extension.rlp.clone(),
+            })),
+            Self::Branch(_) => Self::Hashed(self.cached_rlp()),
+        }
     }
 
     fn leaf(key: Nibbles, value: Vec<u8>) -> Self {
@@ -292,6 +363,9 @@ impl Node {
                 let nibble = usize::from(key.get_unchecked(0));
                 branch.children[nibble].insert(key.slice(1..), value)
             }
+            Self::Hashed(_) => {
+                unreachable!("a partial copy holds the path of every key it updates")
+            }
         }
     }
 
@@ -327,6 +401,9 @@ impl Node {
                 branch.rlp = None;
                 self.collapse_single_child_branch();
                 true
+            }
+            Self::Hashed(_) => {
+                unreachable!("a partial copy holds the path of every key it updates")
             }
         }
     }
@@ -367,7 +444,7 @@ impl Node {
                 extension.rlp = None;
                 Self::Extension(extension)
             }
-            branch @ Self::Branch(_) => Self::extended(prefix, branch),
+            branch @ (Self::Branch(_) | Self::Hashed(_)) => Self::extended(prefix, branch),
         }
     }
 
@@ -376,6 +453,7 @@ impl Node {
     fn rlp(&mut self, depth: usize, buf: &mut Vec<u8>) -> RlpNode {
         match self {
             Self::Empty => RlpNode::from_rlp(&[alloy_rlp::EMPTY_STRING_CODE]),
+            Self::Hashed(rlp) => rlp.clone(),
             Self::Leaf(leaf) => {
                 if let Some(rlp) = &leaf.rlp {
                     return rlp.clone();
@@ -457,6 +535,7 @@ const EMPTY_TAG: u8 = 0;
 const LEAF_TAG: u8 = 1;
 const EXTENSION_TAG: u8 = 2;
 const BRANCH_TAG: u8 = 3;
+const HASHED_TAG: u8 = 4;
 
 impl Node {
     fn write_snapshot(&self, w: &mut Writer) {
@@ -473,6 +552,10 @@ impl Node {
                 write_nibbles(w, &extension.key);
                 write_rlp(w, extension.rlp.as_ref());
                 extension.child.write_snapshot(w);
+            }
+            Self::Hashed(rlp) => {
+                w.u8(HASHED_TAG);
+                write_rlp(w, Some(rlp));
             }
             Self::Branch(branch) => {
                 w.u8(BRANCH_TAG);
@@ -521,6 +604,9 @@ impl Node {
                 }
                 Self::Branch(branch)
             }
+            HASHED_TAG => Self::Hashed(
+                read_rlp(r)?.ok_or(SnapshotError::Invalid("hashed node without reference"))?,
+            ),
             _ => return Err(SnapshotError::Invalid("node tag")),
         })
     }
@@ -586,6 +672,49 @@ mod tests {
                 keccak256(x.to_be_bytes())
             })
             .collect()
+    }
+
+    #[test]
+    fn a_partial_copy_updates_and_proves_like_the_full_trie() {
+        for (seed, size) in [(1u64, 1usize), (2, 2), (3, 17), (4, 300), (5, 3_000)] {
+            let present = keys(seed, size);
+            let mut full = MerkleTrie::new();
+            for key in &present {
+                full.insert(*key, key[..20].to_vec());
+            }
+            full.root();
+            for round in 0..6u64 {
+                // Removals (down to an empty trie), changes and new keys.
+                let fresh = keys(seed * 1_000 + round, 3);
+                let removed: Vec<B256> = present
+                    .iter()
+                    .skip(round as usize)
+                    .step_by(2 + round as usize)
+                    .copied()
+                    .collect();
+                let changed: Vec<B256> = present.iter().skip(1).step_by(5).copied().collect();
+                let mut updates: Vec<(B256, Option<Vec<u8>>)> =
+                    removed.iter().map(|k| (*k, None)).collect();
+                updates.extend(
+                    changed
+                        .iter()
+                        .filter(|k| !removed.contains(k))
+                        .map(|k| (*k, Some(vec![7; 40]))),
+                );
+                updates.extend(fresh.iter().map(|k| (*k, Some(vec![round as u8 + 1; 3]))));
+                let asked = [present[0], fresh[0], B256::repeat_byte(0xee)];
+                let touched = updates.iter().map(|(k, _)| *k).chain(asked);
+
+                let mut partial = full.partial_copy(touched);
+                let mut expected = full.clone();
+                expected.update_sequentially(updates.clone());
+                partial.update_sequentially(updates);
+                assert_eq!(partial.root(), expected.root(), "seed {seed} round {round}");
+                for key in asked {
+                    assert_eq!(partial.proof(key), expected.proof(key), "proof of {key}");
+                }
+            }
+        }
     }
 
     #[test]

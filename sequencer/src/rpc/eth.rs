@@ -267,17 +267,30 @@ pub(super) async fn dispatch(
                     format!("at most {MAX_PROOF_SLOTS} storage keys per proof"),
                 ));
             }
-            if let StateAt::Past(number) = block_of_state(ctx, &params, 2).await? {
-                return Err(RpcError::new(
-                    SERVER_ERROR,
-                    format!(
-                        "proofs are served at the head only (block {number}); the head is block {}",
-                        ctx.view.read().number()
-                    ),
-                ));
-            }
+            let number = match block_of_state(ctx, &params, 2).await? {
+                StateAt::Head | StateAt::Pending => ctx.view.read().number(),
+                StateAt::Past(number) => number,
+            };
             let slots: Vec<U256> = slots.iter().map(|k| k.as_b256().into()).collect();
-            let proof = ctx.view.proof(address, &slots);
+            let view = ctx.view.clone();
+            let proof = tokio::task::spawn_blocking(move || view.proof(number, address, &slots))
+                .await
+                .map_err(|e| RpcError::new(SERVER_ERROR, format!("proof task failed: {e}")))?;
+            let proof = match proof {
+                Some(Ok(proof)) => proof,
+                Some(Err(error)) => return Err(RpcError::new(SERVER_ERROR, error.to_string())),
+                None => {
+                    let head = ctx.view.read();
+                    return Err(RpcError::new(
+                        SERVER_ERROR,
+                        format!(
+                            "historical state is not available for block {number}; this node serves blocks {} to {}",
+                            head.oldest_state(),
+                            head.number()
+                        ),
+                    ));
+                }
+            };
             Ok(json!(convert::account_proof(address, proof)))
         }
         "rollup_getStateDiff" => {

@@ -278,6 +278,63 @@ async fn proofs_verify_against_the_state_root_with_alloy() {
     let now = l2.call(balance_of_caller).await.unwrap();
     assert!(U256::from_be_slice(&now) < U256::from(rollup_sequencer::dev::DEV_BALANCE_WEI));
 
+    // Proofs at past blocks verify against those blocks' roots: a later
+    // transfer moves the head, then the deploy block and the one before it
+    // are proven (the contract present with its slots, then absent).
+    let transfer = TransactionRequest::default().with_to(absent).with_value(U256::from(1));
+    l2.send_transaction(transfer).await.unwrap().get_receipt().await.unwrap();
+    for (at, exists) in [(number, true), (number - 1, false)] {
+        let root = l2
+            .get_block_by_number(BlockNumberOrTag::Number(at))
+            .await
+            .unwrap()
+            .unwrap()
+            .header
+            .state_root;
+        let past =
+            l2.get_proof(contract, keys.clone()).block_id(BlockId::number(at)).await.unwrap();
+        let leaf = exists.then(|| {
+            alloy::rlp::encode(TrieAccount {
+                nonce: past.nonce,
+                balance: past.balance,
+                storage_root: past.storage_hash,
+                code_hash: past.code_hash,
+            })
+        });
+        verify_proof(root, Nibbles::unpack(keccak256(contract)), leaf, &past.account_proof)
+            .unwrap_or_else(|e| panic!("proof of the contract at block {at}: {e}"));
+        let sender =
+            l2.get_proof(signer.address(), vec![]).block_id(BlockId::number(at)).await.unwrap();
+        let leaf = alloy::rlp::encode(TrieAccount {
+            nonce: sender.nonce,
+            balance: sender.balance,
+            storage_root: sender.storage_hash,
+            code_hash: sender.code_hash,
+        });
+        verify_proof(
+            root,
+            Nibbles::unpack(keccak256(signer.address())),
+            Some(leaf),
+            &sender.account_proof,
+        )
+        .unwrap_or_else(|e| panic!("proof of the sender at block {at}: {e}"));
+        if exists {
+            let values: Vec<U256> = past.storage_proof.iter().map(|s| s.value).collect();
+            assert_eq!(values, [U256::from(42), U256::from(7), U256::ZERO]);
+            for (slot, storage) in keys.iter().zip(&past.storage_proof) {
+                let expected =
+                    (!storage.value.is_zero()).then(|| alloy::rlp::encode(storage.value));
+                verify_proof(
+                    past.storage_hash,
+                    Nibbles::unpack(keccak256(slot)),
+                    expected,
+                    &storage.proof,
+                )
+                .unwrap_or_else(|e| panic!("storage proof of {slot} at block {at}: {e}"));
+            }
+        }
+    }
+
     // The block's stored diff shows the new slots.
     let diff: serde_json::Value =
         l2.raw_request("rollup_getStateDiff".into(), (U64::from(number),)).await.unwrap();
