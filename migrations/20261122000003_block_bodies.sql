@@ -9,16 +9,12 @@
 -- updates stay HOT (no index writes).
 -- See docs/decisions.md, "Block commit: per-block blobs".
 
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM transactions) THEN
-        RAISE EXCEPTION 'this database holds blocks in the pre-release per-transaction layout; '
-            'it cannot be converted: create a fresh database (dev data) and resync';
-    END IF;
-END $$;
-
-DROP TABLE transactions;
--- mempool.status is now 0 (pending) or 2 (dropped); included rows are gone.
+-- Rows of the old `transactions` table are moved into bodies by the store
+-- right after the migrations run (`Store::migrate`: the blob is RLP and zstd,
+-- which SQL cannot build), then the table is dropped.
+ALTER TABLE transactions RENAME TO legacy_transactions;
+-- mempool.status is now 0 (pending) or 2 (dropped); included rows go.
+DELETE FROM mempool WHERE status = 1;
 
 CREATE TABLE block_bodies (
     number BIGINT PRIMARY KEY REFERENCES blocks (number),

@@ -10,7 +10,7 @@ use crate::{Result, StoreError, StoredTransaction};
 use alloy_consensus::ReceiptEnvelope;
 use alloy_eips::{Decodable2718, Encodable2718};
 use alloy_primitives::{Address, B256, Bytes, keccak256};
-use alloy_rlp::{Decodable, Encodable, RlpDecodable, RlpEncodable};
+use alloy_rlp::{Decodable, RlpDecodable, RlpEncodable};
 use rollup_executor::block::ExecutedBlock;
 use std::{
     collections::VecDeque,
@@ -27,14 +27,15 @@ const MAX_BODY_BYTES: u64 = 1 << 30;
 
 /// One transaction of a body.
 #[derive(Debug, RlpEncodable, RlpDecodable)]
-struct Entry {
-    raw: Bytes,
-    sender: Address,
-    receipt: Bytes,
-    gas_used: u64,
-    effective_gas_price: u128,
+pub(crate) struct Entry {
+    pub(crate) raw: Bytes,
+    pub(crate) sender: Address,
+    /// EIP-2718 encoding of the receipt.
+    pub(crate) receipt: Bytes,
+    pub(crate) gas_used: u64,
+    pub(crate) effective_gas_price: u128,
     /// The created contract's address, or empty.
-    contract_address: Bytes,
+    pub(crate) contract_address: Bytes,
 }
 
 /// The stored body of `block`, whose transactions were sent by `senders`.
@@ -56,8 +57,13 @@ pub(crate) fn encode(block: &ExecutedBlock, senders: &[Address]) -> Vec<u8> {
                 .map_or_else(Bytes::new, |a| Bytes::copy_from_slice(a.as_slice())),
         })
         .collect();
+    encode_entries(&entries)
+}
+
+/// The stored body of these transactions.
+pub(crate) fn encode_entries(entries: &[Entry]) -> Vec<u8> {
     let mut rlp = Vec::with_capacity(entries.len() * 400);
-    entries.encode(&mut rlp);
+    alloy_rlp::encode_list::<_, Entry>(entries, &mut rlp);
     zstd::bulk::compress(&rlp, ZSTD_LEVEL).expect("zstd compresses in-memory bytes")
 }
 
@@ -148,4 +154,69 @@ impl BodyCache {
         }
         recent.push_back((number, body));
     }
+}
+
+/// Moves the rows of the pre-release `transactions` table (renamed
+/// `legacy_transactions` by migration 3) into bodies and lookup rows, then
+/// drops it. One database transaction; a no-op once done.
+pub(crate) async fn convert_legacy_transactions(pool: &sqlx::PgPool) -> Result<()> {
+    use sqlx::Row;
+    let mut tx = pool.begin().await?;
+    // Processes starting together convert once: the second waits, then finds
+    // the table gone.
+    sqlx::query("SELECT pg_advisory_xact_lock(7420690003)").execute(&mut *tx).await?;
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('legacy_transactions') IS NOT NULL")
+        .fetch_one(&mut *tx)
+        .await?;
+    if !exists {
+        return Ok(());
+    }
+    let blocks: Vec<i64> =
+        sqlx::query_scalar("SELECT DISTINCT block_number FROM legacy_transactions ORDER BY 1")
+            .fetch_all(&mut *tx)
+            .await?;
+    for number in &blocks {
+        let rows = sqlx::query(
+            "SELECT raw, sender, receipt, gas_used, effective_gas_price, contract_address
+             FROM legacy_transactions WHERE block_number = $1 ORDER BY idx",
+        )
+        .bind(number)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in &rows {
+            entries.push(Entry {
+                raw: Bytes::copy_from_slice(row.try_get::<&[u8], _>("raw")?),
+                sender: crate::bytes_address(row.try_get("sender")?)?,
+                receipt: Bytes::copy_from_slice(row.try_get::<&[u8], _>("receipt")?),
+                gas_used: row.try_get::<i64, _>("gas_used")? as u64,
+                effective_gas_price: crate::bytes_u256(row.try_get("effective_gas_price")?)?
+                    .saturating_to(),
+                contract_address: row
+                    .try_get::<Option<&[u8]>, _>("contract_address")?
+                    .map_or_else(Bytes::new, Bytes::copy_from_slice),
+            });
+        }
+        sqlx::query("INSERT INTO block_bodies (number, body) VALUES ($1, $2)")
+            .bind(number)
+            .bind(encode_entries(&entries))
+            .execute(&mut *tx)
+            .await?;
+        let prefixes: Vec<i64> =
+            entries.iter().map(|entry| hash_prefix(&keccak256(&entry.raw))).collect();
+        let indexes: Vec<i32> = (0..prefixes.len() as i32).collect();
+        sqlx::query(
+            "INSERT INTO tx_lookup (hash_prefix, block_number, idx)
+             SELECT d.prefix, $1, d.idx FROM UNNEST($2::bigint[], $3::int[]) AS d(prefix, idx)",
+        )
+        .bind(number)
+        .bind(&prefixes)
+        .bind(&indexes)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query("DROP TABLE legacy_transactions").execute(&mut *tx).await?;
+    tx.commit().await?;
+    tracing::info!(blocks = blocks.len(), "moved stored transactions into block bodies");
+    Ok(())
 }

@@ -91,7 +91,7 @@ impl Store {
     /// Applies pending migrations.
     pub async fn migrate(&self) -> Result<()> {
         MIGRATOR.run(&self.pool).await?;
-        Ok(())
+        body::convert_legacy_transactions(&self.pool).await
     }
 
     /// The connection pool.

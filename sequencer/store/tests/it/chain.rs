@@ -236,3 +236,88 @@ async fn a_state_snapshot_loads_without_the_tables_and_replays_later_blocks() {
     assert!(fallback.account(&untouched).is_none(), "the tables, not the snapshot");
     assert_ne!(fallback.state_root(), header.state_root);
 }
+
+#[tokio::test]
+async fn transactions_stored_in_the_old_layout_move_into_bodies() {
+    let db = TestDatabase::new().await;
+    let (config, signer, genesis) = chain();
+    db.store.init_genesis(config.chain_id, &genesis).await.unwrap();
+    let mut state = genesis.state.clone();
+    let parent = ParentBlock { header: &genesis.header, hash: genesis.hash };
+    let txs: Vec<_> = (0..3).map(|n| transfer(&config, &signer, n)).collect();
+    let executed = execute_block(
+        &config,
+        Engine::Sequential,
+        &state,
+        parent,
+        1_001,
+        txs,
+        InvalidTxPolicy::Reject,
+    )
+    .unwrap();
+    state.apply(&executed.diff);
+    let block = executed.seal(state.state_root());
+    db.store.commit_block(&block, &[signer.address(); 3], &[]).await.unwrap();
+    let expected = db.store.block_transactions(1).await.unwrap();
+
+    // The block as migration 3 finds it in the old layout (renamed table).
+    let pool = db.store.pool();
+    for statement in [
+        "DELETE FROM tx_lookup",
+        "DELETE FROM block_bodies",
+        "CREATE TABLE legacy_transactions (hash BYTEA PRIMARY KEY, block_number BIGINT NOT NULL,
+             idx INTEGER NOT NULL, sender BYTEA NOT NULL, raw BYTEA NOT NULL, receipt BYTEA NOT NULL,
+             gas_used BIGINT NOT NULL, effective_gas_price BYTEA NOT NULL, contract_address BYTEA,
+             first_log_index INTEGER NOT NULL)",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement)).execute(pool).await.unwrap();
+    }
+    for t in expected.iter() {
+        sqlx::query(
+            "INSERT INTO legacy_transactions VALUES ($1, 1, $2, $3, $4, $5, $6, $7, NULL, 0)",
+        )
+        .bind(t.hash.as_slice())
+        .bind(t.index as i32)
+        .bind(t.sender.as_slice())
+        .bind(t.raw.as_ref())
+        .bind(t.receipt.encoded_2718())
+        .bind(t.gas_used as i64)
+        .bind(U256::from(t.effective_gas_price).to_be_bytes::<32>().to_vec())
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+
+    let fresh = rollup_store::Store::connect(&db.url, 2).await.unwrap();
+    fresh.migrate().await.unwrap();
+    let moved = fresh.block_transactions(1).await.unwrap();
+    assert_eq!(moved.len(), 3);
+    for (moved, expected) in moved.iter().zip(expected.iter()) {
+        assert_eq!(
+            (
+                moved.hash,
+                &moved.raw,
+                moved.sender,
+                &moved.receipt,
+                moved.gas_used,
+                moved.effective_gas_price
+            ),
+            (
+                expected.hash,
+                &expected.raw,
+                expected.sender,
+                &expected.receipt,
+                expected.gas_used,
+                expected.effective_gas_price
+            )
+        );
+    }
+    let found = fresh.transaction(expected[2].hash).await.unwrap().unwrap();
+    assert_eq!((found.block_number, found.index), (1, 2));
+    let legacy: bool = sqlx::query_scalar("SELECT to_regclass('legacy_transactions') IS NOT NULL")
+        .fetch_one(fresh.pool())
+        .await
+        .unwrap();
+    assert!(!legacy, "the old table is dropped");
+    fresh.migrate().await.unwrap();
+}
