@@ -119,6 +119,34 @@ fn corrupt(number: u64, what: &dyn std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("body {number}: {what}"))
 }
 
+/// Stores block `number`'s body and the lookup rows of its transactions'
+/// `hashes`, in order.
+pub(crate) async fn insert(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    number: u64,
+    body: Vec<u8>,
+    hashes: impl IntoIterator<Item = B256>,
+) -> Result<()> {
+    let number = crate::to_i64(number);
+    sqlx::query("INSERT INTO block_bodies (number, body) VALUES ($1, $2)")
+        .bind(number)
+        .bind(body)
+        .execute(&mut **tx)
+        .await?;
+    let prefixes: Vec<i64> = hashes.into_iter().map(|hash| hash_prefix(&hash)).collect();
+    let indexes: Vec<i32> = (0..prefixes.len() as i32).collect();
+    sqlx::query(
+        "INSERT INTO tx_lookup (hash_prefix, block_number, idx)
+         SELECT d.prefix, $1, d.idx FROM UNNEST($2::bigint[], $3::int[]) AS d(prefix, idx)",
+    )
+    .bind(number)
+    .bind(&prefixes)
+    .bind(&indexes)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// The lookup key of a transaction hash: its first 8 bytes as an integer.
 pub(crate) fn hash_prefix(hash: &B256) -> i64 {
     i64::from_be_bytes(hash[..8].try_into().expect("8 bytes"))
@@ -197,23 +225,8 @@ pub(crate) async fn convert_legacy_transactions(pool: &sqlx::PgPool) -> Result<(
                     .map_or_else(Bytes::new, Bytes::copy_from_slice),
             });
         }
-        sqlx::query("INSERT INTO block_bodies (number, body) VALUES ($1, $2)")
-            .bind(number)
-            .bind(encode_entries(&entries))
-            .execute(&mut *tx)
-            .await?;
-        let prefixes: Vec<i64> =
-            entries.iter().map(|entry| hash_prefix(&keccak256(&entry.raw))).collect();
-        let indexes: Vec<i32> = (0..prefixes.len() as i32).collect();
-        sqlx::query(
-            "INSERT INTO tx_lookup (hash_prefix, block_number, idx)
-             SELECT d.prefix, $1, d.idx FROM UNNEST($2::bigint[], $3::int[]) AS d(prefix, idx)",
-        )
-        .bind(number)
-        .bind(&prefixes)
-        .bind(&indexes)
-        .execute(&mut *tx)
-        .await?;
+        let hashes = entries.iter().map(|entry| keccak256(&entry.raw)).collect::<Vec<_>>();
+        insert(&mut tx, *number as u64, encode_entries(&entries), hashes).await?;
     }
     sqlx::query("DROP TABLE legacy_transactions").execute(&mut *tx).await?;
     tx.commit().await?;

@@ -517,25 +517,8 @@ async fn insert_body(
     if executed.transactions.is_empty() {
         return Ok(());
     }
-    let number = to_i64(executed.header.number);
-    sqlx::query("INSERT INTO block_bodies (number, body) VALUES ($1, $2)")
-        .bind(number)
-        .bind(body::encode(executed, senders))
-        .execute(&mut **tx)
-        .await?;
-    let prefixes: Vec<i64> =
-        executed.transactions.iter().map(|t| body::hash_prefix(t.inner().tx_hash())).collect();
-    let indexes: Vec<i32> = (0..prefixes.len() as i32).collect();
-    sqlx::query(
-        "INSERT INTO tx_lookup (hash_prefix, block_number, idx)
-         SELECT d.prefix, $1, d.idx FROM UNNEST($2::bigint[], $3::int[]) AS d(prefix, idx)",
-    )
-    .bind(number)
-    .bind(&prefixes)
-    .bind(&indexes)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    let hashes = executed.transactions.iter().map(|t| *t.inner().tx_hash());
+    body::insert(tx, executed.header.number, body::encode(executed, senders), hashes).await
 }
 
 /// The genesis state as a diff from nothing.
