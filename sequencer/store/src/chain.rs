@@ -351,10 +351,14 @@ impl Store {
 
     /// Deletes the state diffs of blocks below `number`; returns how many.
     pub async fn prune_state_diffs(&self, number: u64) -> Result<u64> {
-        // Diffs above the state checkpoint are the state itself: never pruned.
+        // Diffs above the state checkpoint are the state itself, and those
+        // above the newest snapshot make it usable at start-up: never pruned.
         let done = sqlx::query(
             "DELETE FROM state_diffs
-             WHERE block_number < LEAST($1, (SELECT block_number + 1 FROM state_checkpoint))",
+             WHERE block_number < LEAST(
+                 $1,
+                 (SELECT block_number + 1 FROM state_checkpoint),
+                 (SELECT max(block_number) + 1 FROM state_snapshots))",
         )
         .bind(to_i64(number))
         .execute(&self.pool)

@@ -158,6 +158,10 @@ async fn block_commit_is_atomic_fenced_and_reloads_to_the_same_root() {
     // A caller whose view lags the checkpoint still gets the right nonce.
     assert_eq!(db.store.pending_nonce(signer.address(), 0).await.unwrap(), 2);
     assert_eq!(db.store.prune_state_diffs(1).await.unwrap(), 0);
+    // ... and every diff above the newest state snapshot.
+    db.store.save_state_snapshot(0, &genesis.state.clone().encode_snapshot()).await.unwrap();
+    assert_eq!(db.store.prune_state_diffs(2).await.unwrap(), 0);
+    db.store.save_state_snapshot(1, &state.encode_snapshot()).await.unwrap();
     assert_eq!(db.store.prune_state_diffs(2).await.unwrap(), 1);
     assert_eq!(db.store.state_diff(1).await.unwrap(), None);
 }
