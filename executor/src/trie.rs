@@ -38,7 +38,8 @@ enum Node {
     Branch(Box<Branch>),
     /// A branch subtree known only by its reference: the untouched parts of
     /// a [`MerkleTrie::partial_copy`]. Never descended into.
-    Hashed(RlpNode),
+    /// Boxed: an inline reference would make every node 40 bytes, not 16.
+    Hashed(Box<RlpNode>),
 }
 
 #[derive(Debug, Clone)]
@@ -235,7 +236,7 @@ impl Node {
             Self::Leaf(leaf) => leaf.rlp.clone(),
             Self::Extension(extension) => extension.rlp.clone(),
             Self::Branch(branch) => branch.rlp.clone(),
-            Self::Hashed(rlp) => Some(rlp.clone()),
+            Self::Hashed(rlp) => Some((**rlp).clone()),
         };
         cached.expect("trie hashes are current: call root() before proof()")
     }
@@ -287,10 +288,10 @@ impl Node {
             Self::Leaf(_) | Self::Hashed(_) => self.clone(),
             Self::Extension(extension) => Self::Extension(Box::new(Extension {
                 key: extension.key,
-                child: Self::Hashed(extension.child.cached_rlp()),
+                child: Self::Hashed(Box::new(extension.child.cached_rlp())),
                 rlp: extension.rlp.clone(),
             })),
-            Self::Branch(_) => Self::Hashed(self.cached_rlp()),
+            Self::Branch(_) => Self::Hashed(Box::new(self.cached_rlp())),
         }
     }
 
@@ -453,7 +454,7 @@ impl Node {
     fn rlp(&mut self, depth: usize, buf: &mut Vec<u8>) -> RlpNode {
         match self {
             Self::Empty => RlpNode::from_rlp(&[alloy_rlp::EMPTY_STRING_CODE]),
-            Self::Hashed(rlp) => rlp.clone(),
+            Self::Hashed(rlp) => (**rlp).clone(),
             Self::Leaf(leaf) => {
                 if let Some(rlp) = &leaf.rlp {
                     return rlp.clone();
@@ -604,9 +605,9 @@ impl Node {
                 }
                 Self::Branch(branch)
             }
-            HASHED_TAG => Self::Hashed(
+            HASHED_TAG => Self::Hashed(Box::new(
                 read_rlp(r)?.ok_or(SnapshotError::Invalid("hashed node without reference"))?,
-            ),
+            )),
             _ => return Err(SnapshotError::Invalid("node tag")),
         })
     }
@@ -715,6 +716,12 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn nodes_stay_one_pointer_wide() {
+        // A branch holds sixteen of them: every byte here is sixteen per branch.
+        assert_eq!(std::mem::size_of::<Node>(), 16);
     }
 
     #[test]
