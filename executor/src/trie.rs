@@ -111,6 +111,9 @@ impl MerkleTrie {
         let Node::Branch(branch) = &mut self.root else {
             return self.update_sequentially(updates);
         };
+        // In key order, consecutive updates share the top of their paths,
+        // which stay in cache.
+        updates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut by_nibble: Vec<Vec<(B256, Option<Vec<u8>>)>> = vec![Vec::new(); 16];
         for update in updates {
             by_nibble[usize::from(update.0[0] >> 4)].push(update);
