@@ -8,7 +8,7 @@
 //! state tables.
 
 /// Format version (the first byte of every snapshot).
-pub(crate) const VERSION: u8 = 1;
+pub(crate) const VERSION: u8 = 2;
 
 /// Why a snapshot did not decode.
 #[derive(Debug, thiserror::Error)]

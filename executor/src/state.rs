@@ -284,6 +284,12 @@ impl MemoryState {
             w.fixed(hash.as_slice());
             w.bytes(code.original_byte_slice());
         }
+        // The account trie as one section, so loading decodes it beside the
+        // accounts.
+        let mut trie = Writer::default();
+        self.account_trie.write_snapshot(&mut trie);
+        w.bytes(&trie.out);
+        drop(trie);
         w.u64(self.accounts.len() as u64);
         for (address, stored) in &self.accounts {
             w.fixed(address.as_slice());
@@ -304,59 +310,79 @@ impl MemoryState {
             }
             stored.storage_trie.write_snapshot(&mut w);
         }
-        self.account_trie.write_snapshot(&mut w);
         w.out
     }
 
     /// A state from [`MemoryState::encode_snapshot`]'s bytes, without
-    /// rehashing: its state root is the snapshot's.
+    /// rehashing: its state root is the snapshot's. The account trie and the
+    /// accounts decode in parallel.
     pub fn decode_snapshot(bytes: &[u8]) -> Result<Self, SnapshotError> {
         let mut r = Reader { input: bytes };
         let version = r.u8()?;
         if version != snapshot::VERSION {
             return Err(SnapshotError::Version(version));
         }
-        let b256 = |r: &mut Reader<'_>| r.fixed(32).map(B256::from_slice);
-        let u256 = |r: &mut Reader<'_>| r.fixed(32).map(U256::from_be_slice);
         let mut state = Self::new();
         let codes = r.len(40)?;
         state.code.reserve(codes);
         for _ in 0..codes {
-            let hash = b256(&mut r)?;
+            let hash = B256::from_slice(r.fixed(32)?);
             let code = Bytes::copy_from_slice(r.bytes()?);
             state.code.insert(hash, Bytecode::new_raw(code));
         }
-        let accounts = r.len(61)?;
-        state.accounts.reserve(accounts);
-        for _ in 0..accounts {
-            let address = Address::from_slice(r.fixed(20)?);
-            let info = match r.u8()? {
-                0 => None,
-                1 => Some(BasicAccount {
-                    nonce: r.u64()?,
-                    balance: u256(&mut r)?,
-                    code_hash: b256(&mut r)?,
-                }),
-                _ => return Err(SnapshotError::Invalid("account flag")),
-            };
-            let storage_root = b256(&mut r)?;
-            let slots = r.len(64)?;
-            let mut storage = HashMap::default();
-            storage.reserve(slots);
-            for _ in 0..slots {
-                storage.insert(u256(&mut r)?, u256(&mut r)?);
-            }
-            let storage_trie = MerkleTrie::read_snapshot(&mut r)?;
-            let stored =
-                StoredAccount { info, storage, storage_trie, storage_root, storage_dirty: false };
-            state.accounts.insert(address, stored);
-        }
-        state.account_trie = MerkleTrie::read_snapshot(&mut r)?;
-        if !r.input.is_empty() {
-            return Err(SnapshotError::Invalid("trailing bytes"));
-        }
+        let trie_bytes = r.bytes()?;
+        let (trie, accounts) = rayon::join(
+            || {
+                let mut r = Reader { input: trie_bytes };
+                let trie = MerkleTrie::read_snapshot(&mut r)?;
+                if !r.input.is_empty() {
+                    return Err(SnapshotError::Invalid("trailing bytes after the account trie"));
+                }
+                Ok(trie)
+            },
+            || decode_accounts(r),
+        );
+        state.account_trie = trie?;
+        state.accounts = accounts?;
         Ok(state)
     }
+}
+
+/// The accounts section of a snapshot (the rest of the input).
+fn decode_accounts(mut r: Reader<'_>) -> Result<HashMap<Address, StoredAccount>, SnapshotError> {
+    let b256 = |r: &mut Reader<'_>| r.fixed(32).map(B256::from_slice);
+    let u256 = |r: &mut Reader<'_>| r.fixed(32).map(U256::from_be_slice);
+    let count = r.len(61)?;
+    let mut accounts = HashMap::default();
+    accounts.reserve(count);
+    for _ in 0..count {
+        let address = Address::from_slice(r.fixed(20)?);
+        let info = match r.u8()? {
+            0 => None,
+            1 => Some(BasicAccount {
+                nonce: r.u64()?,
+                balance: u256(&mut r)?,
+                code_hash: b256(&mut r)?,
+            }),
+            _ => return Err(SnapshotError::Invalid("account flag")),
+        };
+        let storage_root = b256(&mut r)?;
+        let slots = r.len(64)?;
+        let mut storage = HashMap::default();
+        storage.reserve(slots);
+        for _ in 0..slots {
+            storage.insert(u256(&mut r)?, u256(&mut r)?);
+        }
+        let storage_trie = MerkleTrie::read_snapshot(&mut r)?;
+        accounts.insert(
+            address,
+            StoredAccount { info, storage, storage_trie, storage_root, storage_dirty: false },
+        );
+    }
+    if !r.input.is_empty() {
+        return Err(SnapshotError::Invalid("trailing bytes"));
+    }
+    Ok(accounts)
 }
 
 impl Default for StoredAccount {

@@ -397,7 +397,11 @@ async fn load_snapshot(
         tracing::info!(number, head, "state snapshot is older than the retained diffs");
         return Ok(None);
     }
-    let mut state = match MemoryState::decode_snapshot(row.try_get::<&[u8], _>("data")?) {
+    let decoded = crate::checkpoint::decompress_snapshot(row.try_get::<&[u8], _>("data")?)
+        .and_then(|bytes| {
+            MemoryState::decode_snapshot(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+        });
+    let mut state = match decoded {
         Ok(state) => state,
         Err(error) => {
             tracing::warn!(number, %error, "state snapshot does not decode; loading the tables");

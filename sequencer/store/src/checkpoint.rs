@@ -14,17 +14,41 @@ use crate::{Result, Store, StoreError, head_state, to_i64};
 use rollup_executor::{MemoryState, StateDiff};
 use sqlx::Row;
 
+/// zstd level of state snapshots: the fastest; padding zeros and repeated
+/// empty-trie hashes compress well even there.
+const SNAPSHOT_ZSTD_LEVEL: i32 = 1;
+
+/// Largest state snapshot decompressed (a corrupt header cannot make it
+/// allocate more).
+const MAX_SNAPSHOT_BYTES: u64 = 16 << 30;
+
+/// Decompresses a stored state snapshot in one allocation (the frame header
+/// holds the size).
+pub(crate) fn decompress_snapshot(stored: &[u8]) -> Result<Vec<u8>> {
+    let corrupt =
+        |what: &dyn std::fmt::Display| StoreError::Corrupt(format!("state snapshot: {what}"));
+    let size = zstd::zstd_safe::get_frame_content_size(stored)
+        .ok()
+        .flatten()
+        .filter(|&size| size <= MAX_SNAPSHOT_BYTES)
+        .ok_or_else(|| corrupt(&"no usable content size"))?;
+    zstd::bulk::decompress(stored, size as usize).map_err(|e| corrupt(&e))
+}
+
 impl Store {
     /// Stores a snapshot of the state after block `number`
-    /// ([`MemoryState::encode_snapshot`]) and deletes older ones.
+    /// ([`MemoryState::encode_snapshot`]), zstd-compressed, and deletes older
+    /// ones.
     pub async fn save_state_snapshot(&self, number: u64, snapshot: &[u8]) -> Result<()> {
+        let snapshot = zstd::bulk::compress(snapshot, SNAPSHOT_ZSTD_LEVEL)
+            .map_err(|e| StoreError::Corrupt(format!("compress the state snapshot: {e}")))?;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO state_snapshots (block_number, data) VALUES ($1, $2)
              ON CONFLICT (block_number) DO NOTHING",
         )
         .bind(to_i64(number))
-        .bind(snapshot)
+        .bind(&snapshot)
         .execute(&mut *tx)
         .await?;
         sqlx::query("DELETE FROM state_snapshots WHERE block_number < $1")
