@@ -113,7 +113,7 @@ impl MerkleTrie {
         };
         // In key order, consecutive updates share the top of their paths,
         // which stay in cache.
-        updates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        updates.sort_unstable_by_key(|update| update.0);
         let mut by_nibble: Vec<Vec<(B256, Option<Vec<u8>>)>> = vec![Vec::new(); 16];
         for update in updates {
             by_nibble[usize::from(update.0[0] >> 4)].push(update);
