@@ -8,7 +8,7 @@ use crate::{
 use alloy_consensus::Header;
 use alloy_eips::eip4788::{BEACON_ROOTS_ADDRESS, BEACON_ROOTS_CODE};
 use alloy_genesis::{Genesis, GenesisAccount};
-use alloy_primitives::{Address, B256, U256};
+use alloy_primitives::{Address, B256, Bytes, U256, address};
 use std::{collections::BTreeMap, path::Path};
 
 /// Errors reading a genesis file.
@@ -98,17 +98,41 @@ pub fn read_genesis_file(path: &Path) -> Result<Genesis, GenesisError> {
     serde_json::from_str(&text).map_err(|source| GenesisError::Parse { path: display, source })
 }
 
-/// The contracts our chains' genesis holds at their canonical addresses.
+/// The deterministic-deployment proxy's address (CREATE2 with a salt,
+/// `cast create2` and forge's default deployer).
+pub const CREATE2_DEPLOYER_ADDRESS: Address =
+    address!("0x4e59b44847b379578588920cA78FbF26c0B4956C");
+
+/// Multicall3's address.
+pub const MULTICALL3_ADDRESS: Address = address!("0xcA11bde05977b3631167028862bE2a173976CA11");
+
+/// The deterministic-deployment proxy's runtime code, as on Ethereum mainnet
+/// (the bytes anvil ships for the same address).
+const CREATE2_DEPLOYER_CODE: &str = include_str!("predeploys/create2_deployer.hex");
+
+/// Multicall3's runtime code, as on Ethereum mainnet (solc 0.8.12; the bytes
+/// anvil ships for the same address).
+const MULTICALL3_CODE: &str = include_str!("predeploys/multicall3.hex");
+
+/// The contracts our chains' genesis holds at their canonical addresses,
+/// each with nonce 1 as a created contract has (EIP-161).
 ///
-/// - The EIP-4788 beacon-roots contract (nonce 1 and the EIP's published
-///   bytecode, as on Ethereum), so the Cancun beacon-root system call runs in
-///   every block exactly as on Ethereum. Our chain has no beacon chain: the
-///   root it stores is zero (see `docs/decisions.md`).
+/// - The EIP-4788 beacon-roots contract (the EIP's published bytecode, as on
+///   Ethereum), so the Cancun beacon-root system call runs in every block
+///   exactly as on Ethereum. Our chain has no beacon chain: the root it
+///   stores is zero (see `docs/decisions.md`).
+/// - The deterministic-deployment proxy at [`CREATE2_DEPLOYER_ADDRESS`] and
+///   Multicall3 at [`MULTICALL3_ADDRESS`], which forge, cast, viem and
+///   wallets expect on every chain.
 pub fn predeploys() -> BTreeMap<Address, GenesisAccount> {
-    BTreeMap::from([(
-        BEACON_ROOTS_ADDRESS,
-        GenesisAccount::default().with_nonce(Some(1)).with_code(Some(BEACON_ROOTS_CODE.clone())),
-    )])
+    let contract =
+        |code: Bytes| GenesisAccount::default().with_nonce(Some(1)).with_code(Some(code));
+    let hex_code = |text: &str| text.trim().parse::<Bytes>().expect("predeploy code is hex");
+    BTreeMap::from([
+        (BEACON_ROOTS_ADDRESS, contract(BEACON_ROOTS_CODE.clone())),
+        (CREATE2_DEPLOYER_ADDRESS, contract(hex_code(CREATE2_DEPLOYER_CODE))),
+        (MULTICALL3_ADDRESS, contract(hex_code(MULTICALL3_CODE))),
+    ])
 }
 
 /// A genesis that funds `accounts` with `balance` each, at `timestamp`, with

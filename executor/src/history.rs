@@ -6,9 +6,14 @@
 //! node keeps a window of recent diffs in memory, so historical reads within
 //! the window cost a few map lookups per block and no database round trip.
 
-use crate::state::{BasicAccount, MemoryState, StateDiff};
-use alloy_primitives::{Address, B256, U256};
+use crate::{
+    state::{AccountProof, BasicAccount, MemoryState, StateDiff},
+    trie::MerkleTrie,
+};
+use alloy_primitives::{Address, B256, U256, keccak256};
+use alloy_trie::{EMPTY_ROOT_HASH, TrieAccount};
 use revm::{DatabaseRef, bytecode::Bytecode, state::AccountInfo};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Why a past value cannot be read.
@@ -76,6 +81,124 @@ impl<'a> HistoricalState<'a> {
     }
 }
 
+/// EIP-1186 proofs against a past block's state root, without copying the
+/// tries: the head's tries are copied only along the paths that the later
+/// blocks changed (and the ones asked for), reverted there, and rehashed
+/// (see [`MerkleTrie::partial_copy`]). The cost grows with what the later
+/// blocks touched, not with the state.
+impl HistoricalState<'_> {
+    /// Proofs of `address` and `slots` at this past block. The head's hashes
+    /// must be current ([`MemoryState::state_root`] after the last change).
+    pub fn proof(&self, address: Address, slots: &[U256]) -> Result<AccountProof, HistoryError> {
+        let mut changed: BTreeSet<Address> = BTreeSet::new();
+        for (_, diff) in self.later {
+            changed.extend(diff.accounts.keys().copied());
+        }
+        let mut account_updates = Vec::with_capacity(changed.len());
+        let mut target = None;
+        for changed_address in &changed {
+            let account = self.account(changed_address);
+            let asked: &[U256] = if *changed_address == address { slots } else { &[] };
+            let (storage_trie, storage_root) = match account {
+                Some(_) => self.storage_trie(*changed_address, asked)?,
+                None => (MerkleTrie::new(), EMPTY_ROOT_HASH),
+            };
+            let leaf = account.map(|info| {
+                alloy_rlp::encode(TrieAccount {
+                    nonce: info.nonce,
+                    balance: info.balance,
+                    storage_root,
+                    code_hash: info.code_hash,
+                })
+            });
+            account_updates.push((keccak256(changed_address), leaf));
+            if *changed_address == address {
+                target = Some((account, storage_trie, storage_root));
+            }
+        }
+        let key = keccak256(address);
+        let keys = account_updates.iter().map(|(k, _)| *k).chain(std::iter::once(key));
+        let mut account_trie = self.head.account_trie().partial_copy(keys);
+        account_trie.update_many(account_updates);
+        account_trie.root();
+        let (account, mut storage_trie, storage_root) = match target {
+            Some(target) => target,
+            None => {
+                // Unchanged since this block: the head's account and storage.
+                let account = self.head.account(&address);
+                match self.head.storage_trie(&address).filter(|_| account.is_some()) {
+                    Some((trie, root)) => (account, trie.partial_copy(slot_keys(slots)), root),
+                    None => (account, MerkleTrie::new(), EMPTY_ROOT_HASH),
+                }
+            }
+        };
+        storage_trie.root();
+        let storage_proofs = slots
+            .iter()
+            .map(|slot| {
+                let value =
+                    if account.is_some() { self.storage(address, *slot)? } else { U256::ZERO };
+                let proof = if account.is_some() {
+                    storage_trie.proof(keccak256(B256::from(*slot)))
+                } else {
+                    Vec::new()
+                };
+                Ok((*slot, value, proof))
+            })
+            .collect::<Result<_, HistoryError>>()?;
+        Ok(AccountProof {
+            account,
+            storage_root,
+            account_proof: account_trie.proof(key),
+            storage_proofs,
+        })
+    }
+
+    /// The storage trie of `address` (which exists at this block) reverted to
+    /// this block along the changed slots and the `asked` ones, with its root.
+    fn storage_trie(
+        &self,
+        address: Address,
+        asked: &[U256],
+    ) -> Result<(MerkleTrie, B256), HistoryError> {
+        let mut changed: BTreeSet<U256> = asked.iter().copied().collect();
+        let mut reverted = false;
+        for (block, diff) in self.later {
+            let Some(change) = diff.accounts.get(&address) else { continue };
+            if change.storage_cleared {
+                // The storage this block held is not recorded.
+                let slot = change.storage.keys().next().copied().unwrap_or_default();
+                return Err(HistoryError::SlotWiped { address, slot, block: *block });
+            }
+            reverted |= !change.storage.is_empty();
+            changed.extend(change.storage.keys().copied());
+        }
+        let Some((head_trie, head_root)) = self.head.storage_trie(&address) else {
+            // Absent at the head: created and removed again later, with its
+            // storage wiped then (caught above) or never written.
+            return Ok((MerkleTrie::new(), EMPTY_ROOT_HASH));
+        };
+        let mut trie = head_trie.partial_copy(slot_keys(changed.iter()));
+        if !reverted {
+            return Ok((trie, head_root));
+        }
+        let mut updates = Vec::with_capacity(changed.len());
+        for slot in &changed {
+            let value = self.storage(address, *slot)?;
+            let leaf = (!value.is_zero()).then(|| alloy_rlp::encode(value));
+            updates.push((keccak256(B256::from(*slot)), leaf));
+        }
+        trie.update_many(updates);
+        let root = trie.root();
+        Ok((trie, root))
+    }
+}
+
+/// The storage trie keys of `slots`.
+fn slot_keys<'a>(slots: impl IntoIterator<Item = &'a U256>) -> impl Iterator<Item = B256> {
+    slots.into_iter().map(|slot| keccak256(B256::from(*slot)))
+}
+
 impl DatabaseRef for HistoricalState<'_> {
     type Error = HistoryError;
 
@@ -100,6 +223,120 @@ impl DatabaseRef for HistoricalState<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloy_trie::{Nibbles, proof::verify_proof};
+
+    /// A diff setting `accounts` (`None`: removed) and `slots` on `state`.
+    fn change(
+        state: &MemoryState,
+        accounts: &[(Address, Option<BasicAccount>)],
+        slots: &[(Address, U256, U256)],
+    ) -> StateDiff {
+        let mut diff = StateDiff::default();
+        for (address, after) in accounts {
+            diff.accounts.insert(
+                *address,
+                AccountDiff { before: state.account(address), after: *after, ..Default::default() },
+            );
+        }
+        for (address, slot, value) in slots {
+            let entry = diff.accounts.entry(*address).or_insert_with(|| AccountDiff {
+                before: state.account(address),
+                after: state.account(address),
+                ..Default::default()
+            });
+            let before = state.storage_ref(*address, *slot).unwrap();
+            entry.storage.insert(*slot, SlotChange { before, after: *value });
+        }
+        diff
+    }
+
+    /// Checks `proof` of `address` and `slots` against `root` with alloy-trie.
+    fn verify(root: B256, address: Address, slots: &[U256], proof: &AccountProof) {
+        let leaf = proof.account.map(|info| {
+            alloy_rlp::encode(TrieAccount {
+                nonce: info.nonce,
+                balance: info.balance,
+                storage_root: proof.storage_root,
+                code_hash: info.code_hash,
+            })
+        });
+        verify_proof(root, Nibbles::unpack(keccak256(address)), leaf, &proof.account_proof)
+            .unwrap_or_else(|e| panic!("account proof of {address}: {e}"));
+        for (slot, (asked, value, nodes)) in slots.iter().zip(&proof.storage_proofs) {
+            assert_eq!(slot, asked);
+            if proof.account.is_none() {
+                continue;
+            }
+            let expected = (!value.is_zero()).then(|| alloy_rlp::encode(*value));
+            verify_proof(
+                proof.storage_root,
+                Nibbles::unpack(keccak256(B256::from(*slot))),
+                expected,
+                nodes,
+            )
+            .unwrap_or_else(|e| panic!("storage proof of {address} slot {slot}: {e}"));
+        }
+    }
+
+    #[test]
+    fn proofs_of_past_blocks_verify_against_their_roots() {
+        let address = |i: u8| Address::repeat_byte(i);
+        let mut state = MemoryState::new();
+        for i in 1..=40u8 {
+            state.insert_account(address(i), BasicAccount::with_balance(U256::from(i)));
+        }
+        for i in 0..20u64 {
+            state.insert_storage(address(1), U256::from(i), U256::from(i + 100));
+        }
+        let mut roots = vec![state.state_root()];
+        let mut history = Vec::new();
+        let blocks = [
+            change(
+                &state,
+                &[
+                    (address(2), Some(BasicAccount::with_balance(U256::from(99)))),
+                    (address(50), Some(BasicAccount::with_balance(U256::from(5)))),
+                ],
+                &[
+                    (address(1), U256::from(3), U256::from(7)),
+                    (address(1), U256::from(4), U256::ZERO),
+                ],
+            ),
+            change(&state, &[(address(3), None)], &[(address(1), U256::from(30), U256::from(1))]),
+            change(
+                &state,
+                &[(address(50), None), (address(4), Some(BasicAccount::with_balance(U256::ZERO)))],
+                &[],
+            ),
+        ];
+        for (number, diff) in blocks.into_iter().enumerate() {
+            // Each diff's `before` values must be the state it applies to.
+            let diff = if number == 0 { diff } else { rebase(&state, diff) };
+            state.apply(&diff);
+            roots.push(state.state_root());
+            history.push((number as u64 + 1, Arc::new(diff)));
+        }
+        let slots = [U256::from(3), U256::from(4), U256::from(30), U256::from(5)];
+        for n in 0..=history.len() {
+            let past = HistoricalState::new(&state, &history[n..]);
+            for i in [1u8, 2, 3, 4, 5, 50, 77] {
+                let proof = past.proof(address(i), &slots).unwrap();
+                assert_eq!(proof.account, past.account(&address(i)), "block {n}, account {i}");
+                verify(roots[n], address(i), &slots, &proof);
+            }
+        }
+    }
+
+    /// `diff` with its `before` values read from `state`.
+    fn rebase(state: &MemoryState, mut diff: StateDiff) -> StateDiff {
+        for (address, change) in &mut diff.accounts {
+            change.before = state.account(address);
+            for (slot, slot_change) in &mut change.storage {
+                slot_change.before = state.storage_ref(*address, *slot).unwrap();
+            }
+        }
+        diff
+    }
     use crate::state::{AccountDiff, SlotChange};
     use std::collections::BTreeMap;
 

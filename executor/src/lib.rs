@@ -32,6 +32,7 @@ mod diff_codec;
 pub mod engine;
 pub mod genesis;
 pub mod history;
+pub mod snapshot;
 pub mod state;
 pub mod trie;
 pub mod tx;

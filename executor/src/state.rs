@@ -6,7 +6,10 @@
 //! `DatabaseRef`; when the block is done it yields a [`StateDiff`] (old and new
 //! value of everything the block changed), the unit that persists state.
 
-use crate::trie::MerkleTrie;
+use crate::{
+    snapshot::{self, Reader, SnapshotError, Writer},
+    trie::MerkleTrie,
+};
 use alloy_primitives::{
     Address, B256, Bytes, U256, keccak256,
     map::{HashMap, HashSet},
@@ -266,6 +269,122 @@ impl MemoryState {
     }
 }
 
+/// Snapshots: the whole state with its tries' cached hashes (see
+/// [`crate::snapshot`]).
+impl MemoryState {
+    /// The state as a snapshot; hashes every dirty node first so the snapshot
+    /// carries them all. Block hashes are not included (the caller reloads
+    /// the last 256 with [`MemoryState::insert_block_hash`]).
+    pub fn encode_snapshot(&mut self) -> Vec<u8> {
+        self.state_root();
+        let mut w = Writer::default();
+        w.u8(snapshot::VERSION);
+        w.u64(self.code.len() as u64);
+        for (hash, code) in &self.code {
+            w.fixed(hash.as_slice());
+            w.bytes(code.original_byte_slice());
+        }
+        // The account trie as one section, so loading decodes it beside the
+        // accounts.
+        let mut trie = Writer::default();
+        self.account_trie.write_snapshot(&mut trie);
+        w.bytes(&trie.out);
+        drop(trie);
+        w.u64(self.accounts.len() as u64);
+        for (address, stored) in &self.accounts {
+            w.fixed(address.as_slice());
+            match stored.info {
+                None => w.u8(0),
+                Some(info) => {
+                    w.u8(1);
+                    w.u64(info.nonce);
+                    w.fixed(&info.balance.to_be_bytes::<32>());
+                    w.fixed(info.code_hash.as_slice());
+                }
+            }
+            w.fixed(stored.storage_root.as_slice());
+            w.u64(stored.storage.len() as u64);
+            for (slot, value) in &stored.storage {
+                w.fixed(&slot.to_be_bytes::<32>());
+                w.fixed(&value.to_be_bytes::<32>());
+            }
+            stored.storage_trie.write_snapshot(&mut w);
+        }
+        w.out
+    }
+
+    /// A state from [`MemoryState::encode_snapshot`]'s bytes, without
+    /// rehashing: its state root is the snapshot's. The account trie and the
+    /// accounts decode in parallel.
+    pub fn decode_snapshot(bytes: &[u8]) -> Result<Self, SnapshotError> {
+        let mut r = Reader { input: bytes };
+        let version = r.u8()?;
+        if version != snapshot::VERSION {
+            return Err(SnapshotError::Version(version));
+        }
+        let mut state = Self::new();
+        let codes = r.len(40)?;
+        state.code.reserve(codes);
+        for _ in 0..codes {
+            let hash = B256::from_slice(r.fixed(32)?);
+            let code = Bytes::copy_from_slice(r.bytes()?);
+            state.code.insert(hash, Bytecode::new_raw(code));
+        }
+        let trie_bytes = r.bytes()?;
+        let (trie, accounts) = rayon::join(
+            || {
+                let mut r = Reader { input: trie_bytes };
+                let trie = MerkleTrie::read_snapshot(&mut r)?;
+                if !r.input.is_empty() {
+                    return Err(SnapshotError::Invalid("trailing bytes after the account trie"));
+                }
+                Ok(trie)
+            },
+            || decode_accounts(r),
+        );
+        state.account_trie = trie?;
+        state.accounts = accounts?;
+        Ok(state)
+    }
+}
+
+/// The accounts section of a snapshot (the rest of the input).
+fn decode_accounts(mut r: Reader<'_>) -> Result<HashMap<Address, StoredAccount>, SnapshotError> {
+    let b256 = |r: &mut Reader<'_>| r.fixed(32).map(B256::from_slice);
+    let u256 = |r: &mut Reader<'_>| r.fixed(32).map(U256::from_be_slice);
+    let count = r.len(61)?;
+    let mut accounts = HashMap::default();
+    accounts.reserve(count);
+    for _ in 0..count {
+        let address = Address::from_slice(r.fixed(20)?);
+        let info = match r.u8()? {
+            0 => None,
+            1 => Some(BasicAccount {
+                nonce: r.u64()?,
+                balance: u256(&mut r)?,
+                code_hash: b256(&mut r)?,
+            }),
+            _ => return Err(SnapshotError::Invalid("account flag")),
+        };
+        let storage_root = b256(&mut r)?;
+        let slots = r.len(64)?;
+        let mut storage = HashMap::default();
+        storage.reserve(slots);
+        for _ in 0..slots {
+            storage.insert(u256(&mut r)?, u256(&mut r)?);
+        }
+        let storage_trie = MerkleTrie::read_snapshot(&mut r)?;
+        accounts.insert(
+            address,
+            StoredAccount { info, storage, storage_trie, storage_root, storage_dirty: false },
+        );
+    }
+    if !r.input.is_empty() {
+        return Err(SnapshotError::Invalid("trailing bytes"));
+    }
+    Ok(accounts)
+}
+
 impl Default for StoredAccount {
     fn default() -> Self {
         Self {
@@ -315,6 +434,19 @@ impl MemoryState {
             account_proof,
             storage_proofs,
         }
+    }
+}
+
+/// What historical proofs read from the head (see `crate::history`).
+impl MemoryState {
+    /// The account trie; its hashes are current after [`MemoryState::state_root`].
+    pub(crate) const fn account_trie(&self) -> &MerkleTrie {
+        &self.account_trie
+    }
+
+    /// An account's storage trie and its root as of the last state root.
+    pub(crate) fn storage_trie(&self, address: &Address) -> Option<(&MerkleTrie, B256)> {
+        self.accounts.get(address).map(|stored| (&stored.storage_trie, stored.storage_root))
     }
 }
 
@@ -668,6 +800,57 @@ mod tests {
     #[test]
     fn empty_state_has_the_empty_root() {
         assert_eq!(MemoryState::new().state_root(), EMPTY_ROOT_HASH);
+    }
+
+    #[test]
+    fn a_snapshot_reloads_the_state_and_its_tries_without_rehashing() {
+        let mut state = MemoryState::new();
+        let code_hash = state.insert_code(Bytes::from_static(&[0x60, 0x00, 0x00]));
+        for i in 0..500u64 {
+            let address = Address::left_padding_from(&i.to_be_bytes());
+            let account = BasicAccount { nonce: i, balance: U256::from(i * 7), code_hash };
+            state.insert_account(address, account);
+        }
+        let slots = (0..300u64).map(|i| {
+            (Address::left_padding_from(&(i % 3).to_be_bytes()), U256::from(i), U256::from(i + 1))
+        });
+        state.insert_storage_many(slots);
+        let root = state.state_root();
+        let bytes = state.encode_snapshot();
+        let mut loaded = MemoryState::decode_snapshot(&bytes).unwrap();
+        assert_eq!(loaded.state_root(), root);
+        let probe = Address::left_padding_from(&1u64.to_be_bytes());
+        assert_eq!(loaded.proof(probe, &[U256::from(4)]), state.proof(probe, &[U256::from(4)]));
+        assert_eq!(
+            loaded.code_by_hash_ref(code_hash).unwrap(),
+            state.code_by_hash_ref(code_hash).unwrap()
+        );
+
+        // The reloaded tries update incrementally to the same roots.
+        let mut diff = StateDiff::default();
+        diff.accounts.insert(
+            probe,
+            AccountDiff {
+                before: state.account(&probe),
+                after: Some(BasicAccount { nonce: 9, ..BasicAccount::with_balance(U256::from(1)) }),
+                storage_cleared: false,
+                storage: BTreeMap::from([(
+                    U256::from(4),
+                    SlotChange { before: U256::from(5), after: U256::from(77) },
+                )]),
+            },
+        );
+        state.apply(&diff);
+        loaded.apply(&diff);
+        assert_eq!(loaded.state_root(), state.state_root());
+
+        // Corrupt bytes are an error, never a panic.
+        for cut in [0, 1, 9, bytes.len() / 2, bytes.len() - 1] {
+            assert!(MemoryState::decode_snapshot(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut wrong = bytes;
+        wrong[0] = 99;
+        assert!(matches!(MemoryState::decode_snapshot(&wrong), Err(SnapshotError::Version(99))));
     }
 
     #[test]

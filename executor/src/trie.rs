@@ -8,6 +8,7 @@
 //! cached [`RlpNode`]. Node encoding and hashing are alloy-trie's, so the root
 //! is Ethereum's; tests check it against alloy-trie's `HashBuilder`.
 
+use crate::snapshot::{Reader, SnapshotError, Writer};
 use alloy_primitives::{B256, Bytes, keccak256};
 use alloy_rlp::Encodable;
 use alloy_trie::{
@@ -35,6 +36,10 @@ enum Node {
     Leaf(Box<Leaf>),
     Extension(Box<Extension>),
     Branch(Box<Branch>),
+    /// A branch subtree known only by its reference: the untouched parts of
+    /// a [`MerkleTrie::partial_copy`]. Never descended into.
+    /// Boxed: an inline reference would make every node 40 bytes, not 16.
+    Hashed(Box<RlpNode>),
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +111,9 @@ impl MerkleTrie {
         let Node::Branch(branch) = &mut self.root else {
             return self.update_sequentially(updates);
         };
+        // In key order, consecutive updates share the top of their paths,
+        // which stay in cache.
+        updates.sort_unstable_by_key(|update| update.0);
         let mut by_nibble: Vec<Vec<(B256, Option<Vec<u8>>)>> = vec![Vec::new(); 16];
         for update in updates {
             by_nibble[usize::from(update.0[0] >> 4)].push(update);
@@ -153,6 +161,19 @@ impl MerkleTrie {
 }
 
 impl MerkleTrie {
+    /// A copy holding only the paths of `keys` (and the nodes beside them
+    /// that an update may merge with); every other subtree is kept as its
+    /// reference. Updating any of `keys` and taking the root or a proof of
+    /// any of them gives what the full trie would, at a cost that grows with
+    /// `keys`, not with the trie. Hashes must be current (call
+    /// [`MerkleTrie::root`] first).
+    pub fn partial_copy(&self, keys: impl IntoIterator<Item = B256>) -> Self {
+        let mut keys: Vec<Nibbles> = keys.into_iter().map(Nibbles::unpack).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        Self { root: self.root.partial_copy(&keys), len: self.len }
+    }
+
     /// The Merkle proof of `key` (present or absent): the RLP of every node
     /// on its path from the root, as `eth_getProof` returns it. Hashes must be
     /// current: call [`MerkleTrie::root`] after the last update.
@@ -164,7 +185,7 @@ impl MerkleTrie {
         loop {
             buf.clear();
             match node {
-                Node::Empty => return proof,
+                Node::Empty | Node::Hashed(_) => return proof,
                 Node::Leaf(leaf) => {
                     LeafNodeRef::new(&leaf.key, &leaf.value).encode(&mut buf);
                     proof.push(Bytes::copy_from_slice(&buf));
@@ -218,8 +239,63 @@ impl Node {
             Self::Leaf(leaf) => leaf.rlp.clone(),
             Self::Extension(extension) => extension.rlp.clone(),
             Self::Branch(branch) => branch.rlp.clone(),
+            Self::Hashed(rlp) => Some((**rlp).clone()),
         };
         cached.expect("trie hashes are current: call root() before proof()")
+    }
+
+    /// See [`MerkleTrie::partial_copy`]; `keys` (sorted) pass through here.
+    fn partial_copy(&self, keys: &[Nibbles]) -> Self {
+        match self {
+            Self::Empty => Self::Empty,
+            Self::Leaf(_) | Self::Hashed(_) => self.clone(),
+            Self::Extension(extension) => {
+                let below: Vec<Nibbles> = keys
+                    .iter()
+                    .filter(|key| key.starts_with(&extension.key))
+                    .map(|key| key.slice(extension.key.len()..))
+                    .collect();
+                Self::Extension(Box::new(Extension {
+                    key: extension.key,
+                    child: extension.child.partial_copy(&below),
+                    rlp: extension.rlp.clone(),
+                }))
+            }
+            Self::Branch(branch) => {
+                let mut copy = Branch { children: Default::default(), rlp: branch.rlp.clone() };
+                for (nibble, (child, copied)) in
+                    branch.children.iter().zip(copy.children.iter_mut()).enumerate()
+                {
+                    let below: Vec<Nibbles> = keys
+                        .iter()
+                        .filter(|key| usize::from(key.get_unchecked(0)) == nibble)
+                        .map(|key| key.slice(1..))
+                        .collect();
+                    *copied = if below.is_empty() {
+                        child.beside_path()
+                    } else {
+                        child.partial_copy(&below)
+                    };
+                }
+                Self::Branch(Box::new(copy))
+            }
+        }
+    }
+
+    /// A subtree beside the copied paths: a removal may merge a leaf or an
+    /// extension into its parent, so those are kept (an extension's child,
+    /// always a branch, as its reference); a branch is only referenced.
+    fn beside_path(&self) -> Self {
+        match self {
+            Self::Empty => Self::Empty,
+            Self::Leaf(_) | Self::Hashed(_) => self.clone(),
+            Self::Extension(extension) => Self::Extension(Box::new(Extension {
+                key: extension.key,
+                child: Self::Hashed(Box::new(extension.child.cached_rlp())),
+                rlp: extension.rlp.clone(),
+            })),
+            Self::Branch(_) => Self::Hashed(Box::new(self.cached_rlp())),
+        }
     }
 
     fn leaf(key: Nibbles, value: Vec<u8>) -> Self {
@@ -291,6 +367,9 @@ impl Node {
                 let nibble = usize::from(key.get_unchecked(0));
                 branch.children[nibble].insert(key.slice(1..), value)
             }
+            Self::Hashed(_) => {
+                unreachable!("a partial copy holds the path of every key it updates")
+            }
         }
     }
 
@@ -326,6 +405,9 @@ impl Node {
                 branch.rlp = None;
                 self.collapse_single_child_branch();
                 true
+            }
+            Self::Hashed(_) => {
+                unreachable!("a partial copy holds the path of every key it updates")
             }
         }
     }
@@ -366,7 +448,7 @@ impl Node {
                 extension.rlp = None;
                 Self::Extension(extension)
             }
-            branch @ Self::Branch(_) => Self::extended(prefix, branch),
+            branch @ (Self::Branch(_) | Self::Hashed(_)) => Self::extended(prefix, branch),
         }
     }
 
@@ -375,6 +457,7 @@ impl Node {
     fn rlp(&mut self, depth: usize, buf: &mut Vec<u8>) -> RlpNode {
         match self {
             Self::Empty => RlpNode::from_rlp(&[alloy_rlp::EMPTY_STRING_CODE]),
+            Self::Hashed(rlp) => (**rlp).clone(),
             Self::Leaf(leaf) => {
                 if let Some(rlp) = &leaf.rlp {
                     return rlp.clone();
@@ -436,6 +519,137 @@ impl Node {
     }
 }
 
+/// Snapshot encoding of a trie with its cached node encodings (see
+/// [`crate::snapshot`]).
+impl MerkleTrie {
+    /// Appends the trie, node by node with each cached [`RlpNode`].
+    pub(crate) fn write_snapshot(&self, w: &mut Writer) {
+        w.u64(self.len as u64);
+        self.root.write_snapshot(w);
+    }
+
+    /// Reads a trie written by [`MerkleTrie::write_snapshot`].
+    pub(crate) fn read_snapshot(r: &mut Reader<'_>) -> Result<Self, SnapshotError> {
+        let len = usize::try_from(r.u64()?).map_err(|_| SnapshotError::Invalid("trie size"))?;
+        Ok(Self { root: Node::read_snapshot(r, 0)?, len })
+    }
+}
+
+const EMPTY_TAG: u8 = 0;
+const LEAF_TAG: u8 = 1;
+const EXTENSION_TAG: u8 = 2;
+const BRANCH_TAG: u8 = 3;
+const HASHED_TAG: u8 = 4;
+
+impl Node {
+    fn write_snapshot(&self, w: &mut Writer) {
+        match self {
+            Self::Empty => w.u8(EMPTY_TAG),
+            Self::Leaf(leaf) => {
+                w.u8(LEAF_TAG);
+                write_nibbles(w, &leaf.key);
+                w.bytes(&leaf.value);
+                write_rlp(w, leaf.rlp.as_ref());
+            }
+            Self::Extension(extension) => {
+                w.u8(EXTENSION_TAG);
+                write_nibbles(w, &extension.key);
+                write_rlp(w, extension.rlp.as_ref());
+                extension.child.write_snapshot(w);
+            }
+            Self::Hashed(rlp) => {
+                w.u8(HASHED_TAG);
+                write_rlp(w, Some(rlp));
+            }
+            Self::Branch(branch) => {
+                w.u8(BRANCH_TAG);
+                let mask = branch
+                    .children
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, child)| !matches!(child, Self::Empty))
+                    .fold(0u16, |mask, (i, _)| mask | (1 << i));
+                w.fixed(&mask.to_le_bytes());
+                write_rlp(w, branch.rlp.as_ref());
+                for child in branch.children.iter().filter(|c| !matches!(c, Self::Empty)) {
+                    child.write_snapshot(w);
+                }
+            }
+        }
+    }
+
+    /// Reads a node whose path from the root has `depth` nibbles.
+    fn read_snapshot(r: &mut Reader<'_>, depth: usize) -> Result<Self, SnapshotError> {
+        if depth > 64 {
+            return Err(SnapshotError::Invalid("path longer than 64 nibbles"));
+        }
+        Ok(match r.u8()? {
+            EMPTY_TAG => Self::Empty,
+            LEAF_TAG => {
+                let key = read_nibbles(r)?;
+                let value = r.bytes()?.to_vec();
+                let rlp = read_rlp(r)?;
+                Self::Leaf(Box::new(Leaf { key, value, rlp }))
+            }
+            EXTENSION_TAG => {
+                let key = read_nibbles(r)?;
+                let rlp = read_rlp(r)?;
+                let child = Self::read_snapshot(r, depth + key.len())?;
+                Self::Extension(Box::new(Extension { key, child, rlp }))
+            }
+            BRANCH_TAG => {
+                let mask = u16::from_le_bytes(r.fixed(2)?.try_into().expect("2 bytes"));
+                let rlp = read_rlp(r)?;
+                let mut branch = Box::new(Branch { children: Default::default(), rlp });
+                for (i, child) in branch.children.iter_mut().enumerate() {
+                    if mask & (1 << i) != 0 {
+                        *child = Self::read_snapshot(r, depth + 1)?;
+                    }
+                }
+                Self::Branch(branch)
+            }
+            HASHED_TAG => Self::Hashed(Box::new(
+                read_rlp(r)?.ok_or(SnapshotError::Invalid("hashed node without reference"))?,
+            )),
+            _ => return Err(SnapshotError::Invalid("node tag")),
+        })
+    }
+}
+
+fn write_nibbles(w: &mut Writer, nibbles: &Nibbles) {
+    w.u8(nibbles.len() as u8);
+    w.fixed(&nibbles.pack());
+}
+
+fn read_nibbles(r: &mut Reader<'_>) -> Result<Nibbles, SnapshotError> {
+    let len = usize::from(r.u8()?);
+    if len > 64 {
+        return Err(SnapshotError::Invalid("key longer than 64 nibbles"));
+    }
+    let mut nibbles = Nibbles::unpack(r.fixed(len.div_ceil(2))?);
+    nibbles.truncate(len);
+    Ok(nibbles)
+}
+
+fn write_rlp(w: &mut Writer, rlp: Option<&RlpNode>) {
+    match rlp {
+        None => w.u8(0),
+        Some(rlp) => {
+            w.u8(rlp.len() as u8);
+            w.fixed(rlp.as_slice());
+        }
+    }
+}
+
+fn read_rlp(r: &mut Reader<'_>) -> Result<Option<RlpNode>, SnapshotError> {
+    match usize::from(r.u8()?) {
+        0 => Ok(None),
+        len => RlpNode::from_raw(r.fixed(len)?)
+            .map(Some)
+            .ok_or(SnapshotError::Invalid("node encoding longer than 33 bytes")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,6 +676,55 @@ mod tests {
                 keccak256(x.to_be_bytes())
             })
             .collect()
+    }
+
+    #[test]
+    fn a_partial_copy_updates_and_proves_like_the_full_trie() {
+        for (seed, size) in [(1u64, 1usize), (2, 2), (3, 17), (4, 300), (5, 3_000)] {
+            let present = keys(seed, size);
+            let mut full = MerkleTrie::new();
+            for key in &present {
+                full.insert(*key, key[..20].to_vec());
+            }
+            full.root();
+            for round in 0..6u64 {
+                // Removals (down to an empty trie), changes and new keys.
+                let fresh = keys(seed * 1_000 + round, 3);
+                let removed: Vec<B256> = present
+                    .iter()
+                    .skip(round as usize)
+                    .step_by(2 + round as usize)
+                    .copied()
+                    .collect();
+                let changed: Vec<B256> = present.iter().skip(1).step_by(5).copied().collect();
+                let mut updates: Vec<(B256, Option<Vec<u8>>)> =
+                    removed.iter().map(|k| (*k, None)).collect();
+                updates.extend(
+                    changed
+                        .iter()
+                        .filter(|k| !removed.contains(k))
+                        .map(|k| (*k, Some(vec![7; 40]))),
+                );
+                updates.extend(fresh.iter().map(|k| (*k, Some(vec![round as u8 + 1; 3]))));
+                let asked = [present[0], fresh[0], B256::repeat_byte(0xee)];
+                let touched = updates.iter().map(|(k, _)| *k).chain(asked);
+
+                let mut partial = full.partial_copy(touched);
+                let mut expected = full.clone();
+                expected.update_sequentially(updates.clone());
+                partial.update_sequentially(updates);
+                assert_eq!(partial.root(), expected.root(), "seed {seed} round {round}");
+                for key in asked {
+                    assert_eq!(partial.proof(key), expected.proof(key), "proof of {key}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn nodes_stay_one_pointer_wide() {
+        // A branch holds sixteen of them: every byte here is sixteen per branch.
+        assert_eq!(std::mem::size_of::<Node>(), 16);
     }
 
     #[test]

@@ -9,7 +9,11 @@ use crate::pool::{PoolLimits, TxPool};
 use alloy_consensus::Header;
 use alloy_eips::Decodable2718;
 use alloy_primitives::{Address, B256, U256};
-use rollup_executor::{MemoryState, StateDiff, history::HistoricalState, state::AccountProof};
+use rollup_executor::{
+    MemoryState, StateDiff,
+    history::{HistoricalState, HistoryError},
+    state::AccountProof,
+};
 use rollup_store::Store;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
@@ -145,12 +149,23 @@ impl ChainView {
         self.updates.send_replace(number);
     }
 
-    /// EIP-1186 proofs of `address` and `slots` at the head. Briefly takes
-    /// the write lock: hashes changed since the last proof are brought up to
-    /// date first.
-    pub fn proof(&self, address: Address, slots: &[U256]) -> AccountProof {
+    /// EIP-1186 proofs of `address` and `slots` after block `number` (the
+    /// head or within the history window; `None` outside it). Takes the
+    /// write lock: hashes changed since the last proof are brought up to date
+    /// first; a past block's proof then copies the tries only along what the
+    /// later blocks changed (see `HistoricalState::proof`).
+    pub fn proof(
+        &self,
+        number: u64,
+        address: Address,
+        slots: &[U256],
+    ) -> Option<Result<AccountProof, HistoryError>> {
         let mut head = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        head.state.proof(address, slots)
+        if number == head.number() {
+            return Some(Ok(head.state.proof(address, slots)));
+        }
+        head.state.state_root();
+        Some(head.state_at(number)?.proof(address, slots))
     }
 
     /// Subscribes to head changes (the new head number).
@@ -177,7 +192,9 @@ pub async fn follow(
     }
 }
 
-async fn catch_up(view: &ChainView, store: &Store) -> rollup_store::Result<()> {
+/// Brings `view` to the database's head by applying the stored diffs of the
+/// blocks it lacks.
+pub(crate) async fn catch_up(view: &ChainView, store: &Store) -> rollup_store::Result<()> {
     let head = store.head_number().await?;
     let mut next = view.number() + 1;
     while next <= head {

@@ -4,8 +4,8 @@
 
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 use rollup_store::Store;
 
@@ -30,6 +30,10 @@ pub struct NodeMetrics {
     pub head_block: IntGauge,
     /// 1 while this process leads block production.
     pub is_leader: IntGauge,
+    /// The block the head-state tables reflect (the state checkpoint).
+    pub state_checkpoint_block: IntGauge,
+    /// Time to advance the state checkpoint once.
+    pub state_checkpoint_seconds: Histogram,
 }
 
 impl NodeMetrics {
@@ -69,6 +73,17 @@ impl NodeMetrics {
                 "producer_is_leader",
                 "1 while this process leads block production.",
             )?,
+            state_checkpoint_block: IntGauge::new(
+                "state_checkpoint_block",
+                "The block the head-state tables reflect.",
+            )?,
+            state_checkpoint_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "state_checkpoint_seconds",
+                    "Time to fold new blocks' diffs into the head-state tables.",
+                )
+                .buckets(vec![0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0]),
+            )?,
             registry,
         };
         let r = &metrics.registry;
@@ -80,6 +95,8 @@ impl NodeMetrics {
         r.register(Box::new(metrics.transactions_included.clone()))?;
         r.register(Box::new(metrics.head_block.clone()))?;
         r.register(Box::new(metrics.is_leader.clone()))?;
+        r.register(Box::new(metrics.state_checkpoint_block.clone()))?;
+        r.register(Box::new(metrics.state_checkpoint_seconds.clone()))?;
         Ok(metrics)
     }
 }

@@ -141,6 +141,7 @@ pub async fn start(
                 .await?
                 .with_executor(options.executor);
         tasks.spawn(producer.run(shutdown.clone()));
+        tasks.spawn(advance_state_checkpoint(store.clone(), metrics.clone(), shutdown.clone()));
         if let Some(retention) = options.diff_retention_blocks {
             if retention < options.state_history_blocks as u64 {
                 eyre::bail!(
@@ -238,6 +239,34 @@ async fn expire_pooled(view: ChainView, store: Store, mut shutdown: watch::Recei
             tracing::warn!(%error, count = expired.len(), "cannot mark expired transactions");
         } else {
             tracing::info!(count = expired.len(), "expired pooled transactions");
+        }
+    }
+}
+
+/// Blocks folded into the head-state tables per database transaction.
+const CHECKPOINT_BLOCKS: u64 = 64;
+
+/// Keeps the head-state tables following the committed diffs: every
+/// `CHECKPOINT_INTERVAL`, folds the new blocks' diffs in (a standby runs it
+/// too; the checkpoint row serializes them).
+async fn advance_state_checkpoint(
+    store: Store,
+    metrics: NodeMetrics,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(CHECKPOINT_INTERVAL) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let started = std::time::Instant::now();
+        match store.advance_state_checkpoint(CHECKPOINT_BLOCKS).await {
+            Ok(through) => {
+                metrics.state_checkpoint_block.set(through as i64);
+                metrics.state_checkpoint_seconds.observe(started.elapsed().as_secs_f64());
+            }
+            Err(error) => tracing::warn!(%error, "cannot advance the state checkpoint"),
         }
     }
 }

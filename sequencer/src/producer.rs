@@ -94,7 +94,14 @@ pub struct BlockProducer {
     head_hash: B256,
     metrics: NodeMetrics,
     executor: ExecutorOptions,
+    /// False from applying a block to `state` until its commit succeeds: a
+    /// state that may be ahead of `head` is reloaded before any other use.
+    state_matches_head: bool,
+    last_snapshot: Instant,
 }
+
+/// How often the leader stores a state snapshot (and always at shutdown).
+const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(600);
 
 impl BlockProducer {
     /// Loads the head from the store.
@@ -114,6 +121,8 @@ impl BlockProducer {
             head_hash,
             metrics,
             executor: ExecutorOptions::default(),
+            state_matches_head: true,
+            last_snapshot: Instant::now(),
         })
     }
 
@@ -144,9 +153,12 @@ impl BlockProducer {
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut last_check = Instant::now();
             loop {
-                tokio::select! {
-                    _ = ticker.tick() => {}
-                    _ = shutdown.wait_for(|stop| *stop) => return,
+                let stopping = tokio::select! {
+                    _ = ticker.tick() => false,
+                    _ = shutdown.wait_for(|stop| *stop) => true,
+                };
+                if stopping {
+                    return self.stand_down().await;
                 }
                 if last_check.elapsed() >= LEADERSHIP_CHECK && !leadership.still_held().await {
                     tracing::warn!("lost the producer lock's database session; standing by");
@@ -180,9 +192,42 @@ impl BlockProducer {
     }
 
     async fn reload(&mut self) -> Result<(), ProducerError> {
+        if self.state_matches_head && self.store.head().await? == (self.head.number, self.head_hash)
+        {
+            return Ok(());
+        }
         let (state, head, head_hash) = self.store.load_head_state().await?;
         (self.state, self.head, self.head_hash) = (state, head, head_hash);
+        self.state_matches_head = true;
         Ok(())
+    }
+
+    /// Stops leading at shutdown: saves a state snapshot so the next start
+    /// loads the state without rehashing it.
+    async fn stand_down(&mut self) {
+        if self.state_matches_head {
+            self.save_snapshot().await;
+        }
+        self.metrics.is_leader.set(0);
+    }
+
+    /// Stores a snapshot of the head state (see `Store::save_state_snapshot`).
+    async fn save_snapshot(&mut self) {
+        let started = Instant::now();
+        let state = &mut self.state;
+        let snapshot = tokio::task::block_in_place(|| state.encode_snapshot());
+        let encoded_at = started.elapsed();
+        match self.store.save_state_snapshot(self.head.number, &snapshot).await {
+            Ok(()) => tracing::info!(
+                number = self.head.number,
+                bytes = snapshot.len(),
+                encode_ms = encoded_at.as_millis() as u64,
+                total_ms = started.elapsed().as_millis() as u64,
+                "saved a state snapshot"
+            ),
+            Err(error) => tracing::warn!(%error, "cannot save a state snapshot"),
+        }
+        self.last_snapshot = Instant::now();
     }
 
     /// Builds and commits one block from the pending transactions, if any.
@@ -190,6 +235,9 @@ impl BlockProducer {
     pub async fn produce(&mut self) -> Result<Option<u64>, ProducerError> {
         if self.store.sequencing_paused().await? {
             return Ok(None);
+        }
+        if !self.state_matches_head {
+            self.reload().await?;
         }
         let limit = max_candidates(&self.config);
         let pending = self.store.pending_transactions(limit).await?;
@@ -251,6 +299,7 @@ impl BlockProducer {
             return Ok(None);
         }
         let executed_at = started.elapsed();
+        self.state_matches_head = false;
         self.state.apply(&executed.diff);
         let mut sealed = executed.seal(self.state.state_root());
         let rooted_at = started.elapsed();
@@ -260,6 +309,7 @@ impl BlockProducer {
             return Err(error.into());
         }
         let number = sealed.block.header.number;
+        self.state_matches_head = true;
         self.state.insert_block_hash(number, sealed.hash);
         self.head = sealed.block.header.clone();
         self.head_hash = sealed.hash;
@@ -268,6 +318,9 @@ impl BlockProducer {
         self.metrics.blocks_produced.inc();
         self.metrics.transactions_included.inc_by(sealed.block.transactions.len() as u64);
         self.metrics.head_block.set(number as i64);
+        if self.last_snapshot.elapsed() >= SNAPSHOT_INTERVAL {
+            self.save_snapshot().await;
+        }
         tracing::info!(
             number,
             hash = %sealed.hash,

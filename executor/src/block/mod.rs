@@ -548,6 +548,32 @@ mod tests {
         assert_eq!(replay.state_root(), sealed.block.header.state_root);
     }
 
+    #[test]
+    fn the_predeployed_create2_deployer_deploys_at_the_predicted_address() {
+        let (config, signer, chain) = setup();
+        let mut state = chain.state.clone();
+        let init = alloy_primitives::hex!("602a60005560016000f3");
+        let salt = B256::repeat_byte(0x5a);
+        let tx = TxEip1559 {
+            chain_id: config.chain_id,
+            nonce: 0,
+            gas_limit: 200_000,
+            max_fee_per_gas: 3_000_000_000,
+            max_priority_fee_per_gas: 1_000_000_000,
+            to: TxKind::Call(crate::genesis::CREATE2_DEPLOYER_ADDRESS),
+            input: [salt.as_slice(), &init].concat().into(),
+            ..Default::default()
+        };
+        let signature = signer.sign_hash_sync(&tx.signature_hash()).unwrap();
+        let tx = RecoveredTx::new_unchecked(tx.into_signed(signature).into(), signer.address());
+        let sealed = build(&config, &mut state, &chain.header, vec![tx]);
+        assert!(sealed.block.receipts[0].status());
+        let created = crate::genesis::CREATE2_DEPLOYER_ADDRESS.create2_from_code(salt, init);
+        assert_eq!(state.storage_ref(created, U256::ZERO).unwrap(), U256::from(42));
+        let code_hash = state.basic_ref(created).unwrap().expect("created").code_hash;
+        assert_eq!(code_hash, alloy_primitives::keccak256([0u8]));
+    }
+
     /// An empty block after the genesis of `chain` under `env`'s changes.
     fn empty_block(
         config: &ChainConfig,

@@ -81,7 +81,7 @@ pub(super) fn receipt(
 /// A stored block, with transaction hashes or full transactions.
 pub(super) fn block(
     stored: StoredBlock,
-    full: Option<Vec<StoredTransaction>>,
+    full: Option<&[StoredTransaction]>,
 ) -> Result<Block, RpcError> {
     let size = stored.header.length();
     let transactions = match full {

@@ -143,6 +143,12 @@ pub(super) async fn dispatch(
             params.at_most(2)?;
             let address: Address = params.required(0, "address")?;
             let at = block_of_state(ctx, &params, 1).await?;
+            if at == StateAt::Pending {
+                // Included transactions have left the mempool: count from the
+                // database head's nonce, so a replica between polls answers
+                // what the producer's process would.
+                crate::chain_view::catch_up(&ctx.view, &ctx.store).await?;
+            }
             let mut nonce = {
                 let head = ctx.view.read();
                 state_at(&head, at)?.account(&address).map_or(0, |a| a.nonce)
@@ -261,17 +267,30 @@ pub(super) async fn dispatch(
                     format!("at most {MAX_PROOF_SLOTS} storage keys per proof"),
                 ));
             }
-            if let StateAt::Past(number) = block_of_state(ctx, &params, 2).await? {
-                return Err(RpcError::new(
-                    SERVER_ERROR,
-                    format!(
-                        "proofs are served at the head only (block {number}); the head is block {}",
-                        ctx.view.read().number()
-                    ),
-                ));
-            }
+            let number = match block_of_state(ctx, &params, 2).await? {
+                StateAt::Head | StateAt::Pending => ctx.view.read().number(),
+                StateAt::Past(number) => number,
+            };
             let slots: Vec<U256> = slots.iter().map(|k| k.as_b256().into()).collect();
-            let proof = ctx.view.proof(address, &slots);
+            let view = ctx.view.clone();
+            let proof = tokio::task::spawn_blocking(move || view.proof(number, address, &slots))
+                .await
+                .map_err(|e| RpcError::new(SERVER_ERROR, format!("proof task failed: {e}")))?;
+            let proof = match proof {
+                Some(Ok(proof)) => proof,
+                Some(Err(error)) => return Err(RpcError::new(SERVER_ERROR, error.to_string())),
+                None => {
+                    let head = ctx.view.read();
+                    return Err(RpcError::new(
+                        SERVER_ERROR,
+                        format!(
+                            "historical state is not available for block {number}; this node serves blocks {} to {}",
+                            head.oldest_state(),
+                            head.number()
+                        ),
+                    ));
+                }
+            };
             Ok(json!(convert::account_proof(address, proof)))
         }
         "rollup_getStateDiff" => {
@@ -400,7 +419,7 @@ async fn block_json(
     let Some(block) = block else { return Ok(Value::Null) };
     let txs =
         if full { Some(ctx.store.block_transactions(block.header.number).await?) } else { None };
-    Ok(json!(convert::block(block, txs)?))
+    Ok(json!(convert::block(block, txs.as_deref())?))
 }
 
 async fn fee_history(ctx: &RpcContext, params: &Params) -> Result<Value, RpcError> {
@@ -514,8 +533,8 @@ async fn get_logs(ctx: &RpcContext, filter: &Filter) -> Result<Value, RpcError> 
         if !filter.matches_bloom(header.logs_bloom) {
             continue;
         }
-        for stored in ctx.store.block_transactions(header.number).await? {
-            let receipt = convert::receipt(&stored, Some(header.timestamp))?;
+        for stored in ctx.store.block_transactions(header.number).await?.iter() {
+            let receipt = convert::receipt(stored, Some(header.timestamp))?;
             logs.extend(
                 receipt.inner.logs().iter().filter(|log| filter.matches(&log.inner)).cloned(),
             );

@@ -1,8 +1,9 @@
 //! The chain: genesis, fenced block commits, the head state, and chain reads.
 
-use crate::{Result, Store, StoreError, bytes_address, bytes_b256, bytes_u256, to_i64, u256_bytes};
+use crate::{
+    Result, Store, StoreError, body, bytes_address, bytes_b256, bytes_u256, head_state, to_i64,
+};
 use alloy_consensus::{Header, ReceiptEnvelope};
-use alloy_eips::{Decodable2718, Encodable2718};
 use alloy_primitives::{Address, B256, Bytes, U256};
 use alloy_rlp::{Decodable, Encodable};
 use rollup_executor::{
@@ -12,6 +13,7 @@ use rollup_executor::{
     state::{AccountSnapshot, BasicAccount},
 };
 use sqlx::{Postgres, Row, Transaction};
+use std::sync::Arc;
 
 /// A block as stored.
 #[derive(Debug, Clone)]
@@ -79,15 +81,17 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        insert_block_row(&mut tx, genesis.hash, &genesis.header).await?;
+        insert_block_row(&mut tx, genesis.hash, &genesis.header, 0).await?;
         let accounts = genesis.state.accounts_snapshot();
-        write_state(&mut tx, &genesis_diff(&accounts, &genesis.state)).await?;
+        head_state::write(&mut tx, &genesis_diff(&accounts, &genesis.state)).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Commits a block, its transactions, receipts, state changes, state diff
-    /// and the mempool status changes in one database transaction.
+    /// Commits a block, its transactions and receipts (one body blob), its
+    /// state diff and the mempool status changes in one database transaction.
+    /// The head-state tables catch up later from the diff
+    /// ([`Store::advance_state_checkpoint`]).
     ///
     /// Fenced: fails with [`StoreError::NotOnHead`] unless the block's parent is
     /// the current head, so two producers can never both extend one head.
@@ -112,27 +116,29 @@ impl Store {
                 reason: format!("head is {head_number} ({head_hash})"),
             });
         }
-        insert_block_row(&mut tx, block.hash, header).await.map_err(|e| match e {
-            StoreError::Database(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                StoreError::NotOnHead { number, reason: "another producer committed it".into() }
-            }
-            other => other,
-        })?;
+        insert_block_row(&mut tx, block.hash, header, block.block.transactions.len())
+            .await
+            .map_err(|e| match e {
+                StoreError::Database(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                    StoreError::NotOnHead { number, reason: "another producer committed it".into() }
+                }
+                other => other,
+            })?;
         crate::failpoint::hit("commit:after_block");
-        insert_transactions(&mut tx, block, senders).await?;
-        crate::failpoint::hit("commit:after_transactions");
-        write_state(&mut tx, &block.block.diff).await?;
-        crate::failpoint::hit("commit:after_state");
+        insert_body(&mut tx, block, senders).await?;
+        crate::failpoint::hit("commit:after_body");
+        // The diff is the durable record of the block's state changes; the
+        // head-state tables follow it (see `checkpoint`).
         sqlx::query("INSERT INTO state_diffs (block_number, encoded) VALUES ($1, $2)")
             .bind(to_i64(number))
             .bind(block.block.diff.encode_binary())
             .execute(&mut *tx)
             .await?;
-
+        crate::failpoint::hit("commit:after_diff");
+        // Included transactions leave the mempool; `tx_lookup` finds them now.
         let included: Vec<&[u8]> =
             block.block.transactions.iter().map(|t| t.inner().tx_hash().as_slice()).collect();
-        sqlx::query("UPDATE mempool SET status = 1, block_number = $1 WHERE tx_hash = ANY($2)")
-            .bind(to_i64(number))
+        sqlx::query("DELETE FROM mempool WHERE tx_hash = ANY($1)")
             .bind(&included)
             .execute(&mut *tx)
             .await?;
@@ -151,39 +157,48 @@ impl Store {
         Ok(())
     }
 
-    /// Loads the head state into memory, with the head header and hash.
+    /// Loads the head state into memory, with the head header and hash, all
+    /// from one database snapshot: the newest state snapshot (or, without a
+    /// usable one, the head-state tables at the checkpoint) with the diffs of
+    /// the blocks above it replayed.
     pub async fn load_head_state(&self) -> Result<(MemoryState, Header, B256)> {
-        let mut state = MemoryState::new();
-        let rows = sqlx::query("SELECT hash, code FROM code").fetch_all(&self.pool).await?;
-        for row in rows {
-            state.insert_code(Bytes::copy_from_slice(row.try_get::<&[u8], _>("code")?));
-        }
-        let rows = sqlx::query("SELECT address, nonce, balance, code_hash FROM accounts")
-            .fetch_all(&self.pool)
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
             .await?;
-        for row in rows {
-            state.insert_account(
-                bytes_address(row.try_get("address")?)?,
-                BasicAccount {
-                    nonce: row.try_get::<i64, _>("nonce")? as u64,
-                    balance: bytes_u256(row.try_get::<&[u8], _>("balance")?)?,
-                    code_hash: bytes_b256(row.try_get::<&[u8], _>("code_hash")?)?,
-                },
-            );
+        let head =
+            sqlx::query("SELECT number, hash, header FROM blocks ORDER BY number DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("no head block: run genesis first".into()))?;
+        let head_number = head.try_get::<i64, _>("number")? as u64;
+        let (mut state, base) = match load_snapshot(&mut tx, head_number).await? {
+            Some(loaded) => loaded,
+            None => load_tables(&mut tx).await?,
+        };
+        let diffs = sqlx::query(
+            "SELECT block_number, encoded, diff FROM state_diffs WHERE block_number > $1
+             ORDER BY block_number",
+        )
+        .bind(to_i64(base))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut through = base;
+        for row in &diffs {
+            let number = row.try_get::<i64, _>("block_number")? as u64;
+            if number != through + 1 {
+                break;
+            }
+            state.apply(&decode_diff(number, row)?);
+            through = number;
         }
-        let rows =
-            sqlx::query("SELECT address, slot, value FROM storage").fetch_all(&self.pool).await?;
-        let mut slots: Vec<(Address, U256, U256)> = Vec::with_capacity(rows.len());
-        for row in rows {
-            slots.push((
-                bytes_address(row.try_get("address")?)?,
-                bytes_u256(row.try_get::<&[u8], _>("slot")?)?,
-                bytes_u256(row.try_get::<&[u8], _>("value")?)?,
-            ));
+        if through != head_number {
+            return Err(StoreError::Corrupt(format!(
+                "the state reaches block {through} but the head is {head_number}"
+            )));
         }
-        state.insert_storage_many(slots);
         let rows = sqlx::query("SELECT number, hash FROM blocks ORDER BY number DESC LIMIT 256")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await?;
         for row in rows.iter().rev() {
             state.insert_block_hash(
@@ -191,11 +206,20 @@ impl Store {
                 bytes_b256(row.try_get::<&[u8], _>("hash")?)?,
             );
         }
-        let head = self
-            .block_by_number(self.head_number().await?)
+        let header = Header::decode(&mut head.try_get::<&[u8], _>("header")?)
+            .map_err(|e| StoreError::Corrupt(format!("header {head_number}: {e}")))?;
+        let hash = bytes_b256(head.try_get::<&[u8], _>("hash")?)?;
+        tx.commit().await?;
+        Ok((state, header, hash))
+    }
+
+    /// The newest block's number and hash.
+    pub async fn head(&self) -> Result<(u64, B256)> {
+        let row = sqlx::query("SELECT number, hash FROM blocks ORDER BY number DESC LIMIT 1")
+            .fetch_optional(&self.pool)
             .await?
-            .ok_or_else(|| StoreError::Corrupt("no head block: run genesis first".into()))?;
-        Ok((state, head.header, head.hash))
+            .ok_or_else(|| StoreError::Corrupt("no blocks".into()))?;
+        Ok((row.try_get::<i64, _>("number")? as u64, bytes_b256(row.try_get::<&[u8], _>("hash")?)?))
     }
 
     /// The number of the newest block.
@@ -233,17 +257,9 @@ impl Store {
         let Some(row) = row else { return Ok(None) };
         let header = Header::decode(&mut row.try_get::<&[u8], _>("header")?)
             .map_err(|e| StoreError::Corrupt(format!("header {number}: {e}")))?;
-        let hashes: Vec<Vec<u8>> = sqlx::query_scalar(
-            "SELECT hash FROM transactions WHERE block_number = $1 ORDER BY idx",
-        )
-        .bind(to_i64(number))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(Some(StoredBlock {
-            hash: bytes_b256(row.try_get::<&[u8], _>("hash")?)?,
-            header,
-            transactions: hashes.iter().map(|h| bytes_b256(h)).collect::<Result<_>>()?,
-        }))
+        let hash = bytes_b256(row.try_get::<&[u8], _>("hash")?)?;
+        let transactions = self.body(number, hash).await?.iter().map(|t| t.hash).collect();
+        Ok(Some(StoredBlock { hash, header, transactions }))
     }
 
     /// Headers of blocks `from..=to` (for fee history and the batcher).
@@ -265,56 +281,56 @@ impl Store {
 
     /// An included transaction with its receipt.
     pub async fn transaction(&self, hash: B256) -> Result<Option<StoredTransaction>> {
-        let rows = self.transactions_where("t.hash = $1", hash.as_slice()).await?;
-        Ok(rows.into_iter().next())
+        let candidates = sqlx::query(
+            "SELECT l.block_number, l.idx, b.hash FROM tx_lookup l
+             JOIN blocks b ON b.number = l.block_number WHERE l.hash_prefix = $1",
+        )
+        .bind(body::hash_prefix(&hash))
+        .fetch_all(&self.pool)
+        .await?;
+        for row in candidates {
+            let number = row.try_get::<i64, _>("block_number")? as u64;
+            let block_hash = bytes_b256(row.try_get::<&[u8], _>("hash")?)?;
+            let body = self.body(number, block_hash).await?;
+            let found = usize::try_from(row.try_get::<i32, _>("idx")?)
+                .ok()
+                .and_then(|index| body.get(index))
+                .filter(|stored| stored.hash == hash);
+            if let Some(stored) = found {
+                return Ok(Some(stored.clone()));
+            }
+        }
+        Ok(None)
     }
 
     /// All transactions of a block, in order, with receipts.
-    pub async fn block_transactions(&self, number: u64) -> Result<Vec<StoredTransaction>> {
-        self.transactions_where("t.block_number = $1", to_i64(number)).await
+    pub async fn block_transactions(&self, number: u64) -> Result<Arc<[StoredTransaction]>> {
+        let hash: Option<Vec<u8>> = sqlx::query_scalar("SELECT hash FROM blocks WHERE number = $1")
+            .bind(to_i64(number))
+            .fetch_optional(&self.pool)
+            .await?;
+        match hash {
+            Some(hash) => self.body(number, bytes_b256(&hash)?).await,
+            None => Ok(Arc::from([])),
+        }
     }
 
-    async fn transactions_where<'q, T>(
-        &self,
-        filter: &str,
-        value: T,
-    ) -> Result<Vec<StoredTransaction>>
-    where
-        T: 'q + sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres> + Send,
-    {
-        let sql = format!(
-            "SELECT t.hash, t.raw, t.sender, t.block_number, b.hash AS block_hash, t.idx, t.receipt,
-                    t.gas_used, t.effective_gas_price, t.contract_address, t.first_log_index
-             FROM transactions t JOIN blocks b ON b.number = t.block_number
-             WHERE {filter} ORDER BY t.block_number, t.idx"
-        );
-        // `filter` is one of this module's constant strings, never request input.
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(value).fetch_all(&self.pool).await?;
-        rows.into_iter()
-            .map(|row| {
-                let receipt =
-                    ReceiptEnvelope::decode_2718(&mut row.try_get::<&[u8], _>("receipt")?)
-                        .map_err(|e| StoreError::Corrupt(format!("receipt: {e}")))?;
-                Ok(StoredTransaction {
-                    hash: bytes_b256(row.try_get::<&[u8], _>("hash")?)?,
-                    raw: Bytes::copy_from_slice(row.try_get::<&[u8], _>("raw")?),
-                    sender: bytes_address(row.try_get("sender")?)?,
-                    block_number: row.try_get::<i64, _>("block_number")? as u64,
-                    block_hash: bytes_b256(row.try_get::<&[u8], _>("block_hash")?)?,
-                    index: row.try_get::<i32, _>("idx")? as u64,
-                    receipt,
-                    gas_used: row.try_get::<i64, _>("gas_used")? as u64,
-                    effective_gas_price: bytes_u256(
-                        row.try_get::<&[u8], _>("effective_gas_price")?,
-                    )?
-                    .saturating_to(),
-                    contract_address: row
-                        .try_get::<Option<&[u8]>, _>("contract_address")?
-                        .map(Address::from_slice),
-                    first_log_index: row.try_get::<i32, _>("first_log_index")? as u64,
-                })
-            })
-            .collect()
+    /// The decoded body of block `number` (hash `block_hash`), from the cache
+    /// when recently read.
+    async fn body(&self, number: u64, block_hash: B256) -> Result<Arc<[StoredTransaction]>> {
+        if let Some(body) = self.bodies.get(number) {
+            return Ok(body);
+        }
+        let stored: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT body FROM block_bodies WHERE number = $1")
+                .bind(to_i64(number))
+                .fetch_optional(&self.pool)
+                .await?;
+        // Blocks without transactions have no body row.
+        let Some(stored) = stored else { return Ok(Arc::from([])) };
+        let decoded: Arc<[StoredTransaction]> = body::decode(number, block_hash, &stored)?.into();
+        self.bodies.insert(number, decoded.clone());
+        Ok(decoded)
     }
 
     /// An account at the head.
@@ -335,10 +351,18 @@ impl Store {
 
     /// Deletes the state diffs of blocks below `number`; returns how many.
     pub async fn prune_state_diffs(&self, number: u64) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM state_diffs WHERE block_number < $1")
-            .bind(to_i64(number))
-            .execute(&self.pool)
-            .await?;
+        // Diffs above the state checkpoint are the state itself, and those
+        // above the newest snapshot make it usable at start-up: never pruned.
+        let done = sqlx::query(
+            "DELETE FROM state_diffs
+             WHERE block_number < LEAST(
+                 $1,
+                 (SELECT block_number + 1 FROM state_checkpoint),
+                 (SELECT max(block_number) + 1 FROM state_snapshots))",
+        )
+        .bind(to_i64(number))
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 
@@ -348,16 +372,98 @@ impl Store {
             .bind(to_i64(number))
             .fetch_optional(&self.pool)
             .await?;
-        let Some(row) = row else { return Ok(None) };
-        let corrupt =
-            |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("diff {number}: {e}"));
-        if let Some(encoded) = row.try_get::<Option<&[u8]>, _>("encoded")? {
-            return StateDiff::decode_binary(encoded).map(Some).map_err(|e| corrupt(&e));
-        }
-        // Written before binary diffs (migration 2).
-        let json: serde_json::Value = row.try_get("diff")?;
-        serde_json::from_value(json).map(Some).map_err(|e| corrupt(&e))
+        row.map(|row| decode_diff(number, &row)).transpose()
     }
+}
+
+/// The newest state snapshot and its block, if one is usable: every diff
+/// from it to `head` is stored and it decodes to its block's state root.
+async fn load_snapshot(
+    tx: &mut Transaction<'_, Postgres>,
+    head: u64,
+) -> Result<Option<(MemoryState, u64)>> {
+    let row = sqlx::query(
+        "SELECT s.block_number, s.data, b.header,
+                (SELECT count(*) FROM state_diffs d WHERE d.block_number > s.block_number)
+                    AS diffs_above
+         FROM state_snapshots s JOIN blocks b ON b.number = s.block_number
+         ORDER BY s.block_number DESC LIMIT 1",
+    )
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let number = row.try_get::<i64, _>("block_number")? as u64;
+    if row.try_get::<i64, _>("diffs_above")? as u64 != head.saturating_sub(number) {
+        tracing::info!(number, head, "state snapshot is older than the retained diffs");
+        return Ok(None);
+    }
+    let decoded = crate::checkpoint::decompress_snapshot(row.try_get::<&[u8], _>("data")?)
+        .and_then(|bytes| {
+            MemoryState::decode_snapshot(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+        });
+    let mut state = match decoded {
+        Ok(state) => state,
+        Err(error) => {
+            tracing::warn!(number, %error, "state snapshot does not decode; loading the tables");
+            return Ok(None);
+        }
+    };
+    let header = Header::decode(&mut row.try_get::<&[u8], _>("header")?)
+        .map_err(|e| StoreError::Corrupt(format!("header {number}: {e}")))?;
+    // The cached hashes give the root without rehashing: a cheap check that
+    // the snapshot is this block's state.
+    if state.state_root() != header.state_root {
+        tracing::warn!(number, "state snapshot's root is not its block's; loading the tables");
+        return Ok(None);
+    }
+    Ok(Some((state, number)))
+}
+
+/// The head-state tables and the block they reflect (the checkpoint).
+async fn load_tables(tx: &mut Transaction<'_, Postgres>) -> Result<(MemoryState, u64)> {
+    let mut state = MemoryState::new();
+    let rows = sqlx::query("SELECT code FROM code").fetch_all(&mut **tx).await?;
+    for row in rows {
+        state.insert_code(Bytes::copy_from_slice(row.try_get::<&[u8], _>("code")?));
+    }
+    let rows = sqlx::query("SELECT address, nonce, balance, code_hash FROM accounts")
+        .fetch_all(&mut **tx)
+        .await?;
+    for row in rows {
+        state.insert_account(
+            bytes_address(row.try_get("address")?)?,
+            BasicAccount {
+                nonce: row.try_get::<i64, _>("nonce")? as u64,
+                balance: bytes_u256(row.try_get::<&[u8], _>("balance")?)?,
+                code_hash: bytes_b256(row.try_get::<&[u8], _>("code_hash")?)?,
+            },
+        );
+    }
+    let rows = sqlx::query("SELECT address, slot, value FROM storage").fetch_all(&mut **tx).await?;
+    let mut slots: Vec<(Address, U256, U256)> = Vec::with_capacity(rows.len());
+    for row in rows {
+        slots.push((
+            bytes_address(row.try_get("address")?)?,
+            bytes_u256(row.try_get::<&[u8], _>("slot")?)?,
+            bytes_u256(row.try_get::<&[u8], _>("value")?)?,
+        ));
+    }
+    state.insert_storage_many(slots);
+    let checkpoint: i64 = sqlx::query_scalar("SELECT block_number FROM state_checkpoint")
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok((state, checkpoint as u64))
+}
+
+/// A `state_diffs` row's diff (columns `encoded` and `diff`).
+pub(crate) fn decode_diff(number: u64, row: &sqlx::postgres::PgRow) -> Result<StateDiff> {
+    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("diff {number}: {e}"));
+    if let Some(encoded) = row.try_get::<Option<&[u8]>, _>("encoded")? {
+        return StateDiff::decode_binary(encoded).map_err(|e| corrupt(&e));
+    }
+    // Written before binary diffs (migration 2).
+    let json: serde_json::Value = row.try_get("diff")?;
+    serde_json::from_value(json).map_err(|e| corrupt(&e))
 }
 
 async fn mark_dropped(tx: &mut Transaction<'_, Postgres>, dropped: &[SkippedTx]) -> Result<()> {
@@ -388,13 +494,13 @@ async fn insert_block_row(
     tx: &mut Transaction<'_, Postgres>,
     hash: B256,
     header: &Header,
+    tx_count: usize,
 ) -> Result<()> {
     let mut rlp = Vec::with_capacity(600);
     header.encode(&mut rlp);
     sqlx::query(
         "INSERT INTO blocks (number, hash, parent_hash, header, timestamp, gas_used, base_fee, tx_count)
-         VALUES ($1, $2, $3, $4, $5, $6, $7,
-                 0)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(to_i64(header.number))
     .bind(hash.as_slice())
@@ -403,165 +509,24 @@ async fn insert_block_row(
     .bind(to_i64(header.timestamp))
     .bind(to_i64(header.gas_used))
     .bind(to_i64(header.base_fee_per_gas.unwrap_or_default()))
+    .bind(tx_count as i32)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-async fn insert_transactions(
+/// Stores the block's body blob and its transactions' lookup rows.
+async fn insert_body(
     tx: &mut Transaction<'_, Postgres>,
     block: &SealedBlock,
     senders: &[Address],
 ) -> Result<()> {
     let executed = &block.block;
-    let count = executed.transactions.len();
-    if count == 0 {
+    if executed.transactions.is_empty() {
         return Ok(());
     }
-    let mut hashes = Vec::with_capacity(count);
-    let mut indexes = Vec::with_capacity(count);
-    let mut raws = Vec::with_capacity(count);
-    let mut receipts = Vec::with_capacity(count);
-    let mut gas = Vec::with_capacity(count);
-    let mut prices = Vec::with_capacity(count);
-    let mut created = Vec::with_capacity(count);
-    let mut first_logs = Vec::with_capacity(count);
-    let mut log_index = 0i32;
-    for (i, ((t, receipt), outcome)) in
-        executed.transactions.iter().zip(&executed.receipts).zip(&executed.outcomes).enumerate()
-    {
-        hashes.push(t.inner().tx_hash().to_vec());
-        indexes.push(i as i32);
-        raws.push(t.inner().encoded_2718());
-        receipts.push(receipt.encoded_2718());
-        gas.push(to_i64(outcome.gas_used));
-        prices.push(u256_bytes(U256::from(outcome.effective_gas_price)));
-        created.push(outcome.contract_address.map(|a| a.to_vec()));
-        first_logs.push(log_index);
-        log_index += receipt.logs().len() as i32;
-    }
-    let sender_bytes: Vec<&[u8]> = senders.iter().map(|s| s.as_slice()).collect();
-    sqlx::query(
-        "INSERT INTO transactions (hash, block_number, idx, sender, raw, receipt, gas_used,
-                                   effective_gas_price, contract_address, first_log_index)
-         SELECT d.hash, $1, d.idx, d.sender, d.raw, d.receipt, d.gas_used, d.price, d.created, d.first_log
-         FROM UNNEST($2::bytea[], $3::int[], $4::bytea[], $5::bytea[], $6::bytea[], $7::bigint[],
-                     $8::bytea[], $9::bytea[], $10::int[])
-              AS d(hash, idx, sender, raw, receipt, gas_used, price, created, first_log)",
-    )
-    .bind(to_i64(executed.header.number))
-    .bind(&hashes)
-    .bind(&indexes)
-    .bind(&sender_bytes)
-    .bind(&raws)
-    .bind(&receipts)
-    .bind(&gas)
-    .bind(&prices)
-    .bind(&created)
-    .bind(&first_logs)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("UPDATE blocks SET tx_count = $2 WHERE number = $1")
-        .bind(to_i64(executed.header.number))
-        .bind(count as i32)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// Writes a diff's new values into the head-state tables.
-async fn write_state(tx: &mut Transaction<'_, Postgres>, diff: &StateDiff) -> Result<()> {
-    let (mut upsert_addr, mut upsert_nonce, mut upsert_balance, mut upsert_code) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut removed = Vec::new();
-    let mut cleared = Vec::new();
-    let (mut slot_addr, mut slot_key, mut slot_value) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut zero_addr, mut zero_key) = (Vec::new(), Vec::new());
-    for (address, change) in &diff.accounts {
-        match change.after {
-            Some(after) => {
-                upsert_addr.push(address.to_vec());
-                upsert_nonce.push(to_i64(after.nonce));
-                upsert_balance.push(u256_bytes(after.balance));
-                upsert_code.push(after.code_hash.to_vec());
-            }
-            None => removed.push(address.to_vec()),
-        }
-        if change.storage_cleared || change.after.is_none() {
-            cleared.push(address.to_vec());
-        }
-        for (slot, value) in &change.storage {
-            if value.after.is_zero() {
-                zero_addr.push(address.to_vec());
-                zero_key.push(u256_bytes(*slot));
-            } else {
-                slot_addr.push(address.to_vec());
-                slot_key.push(u256_bytes(*slot));
-                slot_value.push(u256_bytes(value.after));
-            }
-        }
-    }
-    if !diff.code.is_empty() {
-        let hashes: Vec<&[u8]> = diff.code.keys().map(|h| h.as_slice()).collect();
-        let codes: Vec<&[u8]> = diff.code.values().map(|c| c.as_ref()).collect();
-        sqlx::query(
-            "INSERT INTO code (hash, code) SELECT * FROM UNNEST($1::bytea[], $2::bytea[])
-             ON CONFLICT (hash) DO NOTHING",
-        )
-        .bind(&hashes)
-        .bind(&codes)
-        .execute(&mut **tx)
-        .await?;
-    }
-    if !removed.is_empty() {
-        sqlx::query("DELETE FROM accounts WHERE address = ANY($1)")
-            .bind(&removed)
-            .execute(&mut **tx)
-            .await?;
-    }
-    if !cleared.is_empty() {
-        sqlx::query("DELETE FROM storage WHERE address = ANY($1)")
-            .bind(&cleared)
-            .execute(&mut **tx)
-            .await?;
-    }
-    if !upsert_addr.is_empty() {
-        sqlx::query(
-            "INSERT INTO accounts (address, nonce, balance, code_hash)
-             SELECT * FROM UNNEST($1::bytea[], $2::bigint[], $3::bytea[], $4::bytea[])
-             ON CONFLICT (address) DO UPDATE
-             SET nonce = EXCLUDED.nonce, balance = EXCLUDED.balance, code_hash = EXCLUDED.code_hash",
-        )
-        .bind(&upsert_addr)
-        .bind(&upsert_nonce)
-        .bind(&upsert_balance)
-        .bind(&upsert_code)
-        .execute(&mut **tx)
-        .await?;
-    }
-    if !zero_addr.is_empty() {
-        sqlx::query(
-            "DELETE FROM storage s USING UNNEST($1::bytea[], $2::bytea[]) AS d(address, slot)
-             WHERE s.address = d.address AND s.slot = d.slot",
-        )
-        .bind(&zero_addr)
-        .bind(&zero_key)
-        .execute(&mut **tx)
-        .await?;
-    }
-    if !slot_addr.is_empty() {
-        sqlx::query(
-            "INSERT INTO storage (address, slot, value)
-             SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::bytea[])
-             ON CONFLICT (address, slot) DO UPDATE SET value = EXCLUDED.value",
-        )
-        .bind(&slot_addr)
-        .bind(&slot_key)
-        .bind(&slot_value)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
+    let hashes = executed.transactions.iter().map(|t| *t.inner().tx_hash());
+    body::insert(tx, executed.header.number, body::encode(executed, senders), hashes).await
 }
 
 /// The genesis state as a diff from nothing.

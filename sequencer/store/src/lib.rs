@@ -11,8 +11,11 @@
 //! - [`progress`]: batches and state-root proposals, so restarts neither skip
 //!   nor repeat L1 work.
 
+mod body;
 pub mod chain;
+mod checkpoint;
 pub mod failpoint;
+mod head_state;
 pub mod mempool;
 pub mod progress;
 #[cfg(feature = "test-utils")]
@@ -66,6 +69,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations"
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: PgPool,
+    bodies: std::sync::Arc<body::BodyCache>,
 }
 
 impl Store {
@@ -76,18 +80,18 @@ impl Store {
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect(url)
             .await?;
-        Ok(Self { pool })
+        Ok(Self::from_pool(pool))
     }
 
     /// Wraps an existing pool.
-    pub const fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool, bodies: Default::default() }
     }
 
     /// Applies pending migrations.
     pub async fn migrate(&self) -> Result<()> {
         MIGRATOR.run(&self.pool).await?;
-        Ok(())
+        body::convert_legacy_transactions(&self.pool).await
     }
 
     /// The connection pool.

@@ -34,13 +34,12 @@ pub struct PendingTransaction {
     pub raw: Bytes,
 }
 
-/// Where a transaction is in its life, as the mempool table records it.
+/// Where a transaction is in its life, as the mempool table records it
+/// (included transactions have left the mempool: see [`Store::transaction`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MempoolStatus {
     /// Waiting for a block.
     Pending,
-    /// In block `number`.
-    Included(u64),
     /// Dropped with a reason.
     Dropped(String),
 }
@@ -168,18 +167,14 @@ impl Store {
         &self,
         hash: B256,
     ) -> Result<Option<(Bytes, Address, MempoolStatus)>> {
-        let row = sqlx::query(
-            "SELECT raw, sender, status, block_number, drop_reason FROM mempool WHERE tx_hash = $1",
-        )
-        .bind(hash.as_slice())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row =
+            sqlx::query("SELECT raw, sender, status, drop_reason FROM mempool WHERE tx_hash = $1")
+                .bind(hash.as_slice())
+                .fetch_optional(&self.pool)
+                .await?;
         let Some(row) = row else { return Ok(None) };
         let status = match row.try_get::<i16, _>("status")? {
             0 => MempoolStatus::Pending,
-            1 => MempoolStatus::Included(
-                row.try_get::<Option<i64>, _>("block_number")?.unwrap_or(0) as u64,
-            ),
             _ => MempoolStatus::Dropped(
                 row.try_get::<Option<String>, _>("drop_reason")?.unwrap_or_default(),
             ),
@@ -191,26 +186,32 @@ impl Store {
         )))
     }
 
-    /// The next nonce of `sender` as geth's `pending` counts it: from
-    /// `state_nonce`, past every consecutive nonce the mempool holds pending
-    /// or has seen included (a gap stops the count). Right even on an API
-    /// replica whose in-memory head lags the database.
+    /// The next nonce of `sender` as geth's `pending` counts it: from the
+    /// sender's nonce (the larger of `state_nonce` and the state checkpoint's),
+    /// past every consecutive nonce the mempool holds pending (a gap stops
+    /// the count). Included transactions have left the mempool, so
+    /// `state_nonce` must be the database head's: the RPC brings its view to
+    /// the head first.
     pub async fn pending_nonce(&self, sender: Address, state_nonce: u64) -> Result<u64> {
-        let nonces: Vec<i64> = sqlx::query_scalar(
-            "SELECT DISTINCT nonce FROM mempool
-             WHERE sender = $1 AND status IN (0, 1) AND nonce >= $2
-             ORDER BY nonce LIMIT 10000",
+        let row = sqlx::query(
+            "SELECT GREATEST($2, (SELECT nonce FROM accounts WHERE address = $1)) AS base,
+                    ARRAY(SELECT DISTINCT m.nonce FROM mempool m
+                          WHERE m.sender = $1 AND m.status = 0 AND m.nonce >= $2
+                          ORDER BY m.nonce LIMIT 10000) AS nonces",
         )
         .bind(sender.as_slice())
         .bind(to_i64(state_nonce))
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        let mut next = state_nonce;
-        for nonce in nonces {
-            if nonce as u64 != next {
+        let mut next = row.try_get::<i64, _>("base")? as u64;
+        for nonce in row.try_get::<Vec<i64>, _>("nonces")? {
+            let nonce = nonce as u64;
+            if nonce > next {
                 break;
             }
-            next += 1;
+            if nonce == next {
+                next += 1;
+            }
         }
         Ok(next)
     }

@@ -145,38 +145,25 @@ impl Store {
         to: u64,
     ) -> Result<Vec<(u64, u64, Vec<Bytes>)>> {
         let blocks = sqlx::query(
-            "SELECT number, timestamp FROM blocks WHERE number BETWEEN $1 AND $2 ORDER BY number",
+            "SELECT b.number, b.timestamp, bb.body FROM blocks b
+             LEFT JOIN block_bodies bb ON bb.number = b.number
+             WHERE b.number BETWEEN $1 AND $2 ORDER BY b.number",
         )
         .bind(to_i64(from))
         .bind(to_i64(to))
         .fetch_all(&self.pool)
         .await?;
-        let txs = sqlx::query(
-            "SELECT block_number, raw FROM transactions WHERE block_number BETWEEN $1 AND $2
-             ORDER BY block_number, idx",
-        )
-        .bind(to_i64(from))
-        .bind(to_i64(to))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out: Vec<(u64, u64, Vec<Bytes>)> = blocks
+        blocks
             .iter()
             .map(|row| {
-                Ok((
-                    row.try_get::<i64, _>("number")? as u64,
-                    row.try_get::<i64, _>("timestamp")? as u64,
-                    Vec::new(),
-                ))
+                let number = row.try_get::<i64, _>("number")? as u64;
+                let raws = match row.try_get::<Option<&[u8]>, _>("body")? {
+                    Some(body) => crate::body::raw_transactions(number, body)?,
+                    None => Vec::new(),
+                };
+                Ok((number, row.try_get::<i64, _>("timestamp")? as u64, raws))
             })
-            .collect::<Result<_>>()?;
-        for row in txs {
-            let number = row.try_get::<i64, _>("block_number")? as u64;
-            let raw = Bytes::copy_from_slice(row.try_get::<&[u8], _>("raw")?);
-            if let Some(entry) = out.get_mut((number - from) as usize) {
-                entry.2.push(raw);
-            }
-        }
-        Ok(out)
+            .collect()
     }
 
     /// The newest recorded proposal.
@@ -265,50 +252,70 @@ impl Store {
     /// missing (neither in the state nor pending), else `received`. A posted
     /// one is `finalized` once its batch's L1 block is final on L1.
     pub async fn transaction_lifecycle(&self, hash: B256) -> Result<Option<TransactionLifecycle>> {
+        if let Some(included) = self.transaction(hash).await? {
+            return self.included_lifecycle(included.block_number).await.map(Some);
+        }
         let row = sqlx::query(
-            "SELECT m.status, m.sender, m.nonce, m.block_number, m.drop_reason,
-                    b.idx, b.l1_tx_hash, b.l1_block,
-                    (SELECT a.nonce FROM accounts a WHERE a.address = m.sender) AS state_nonce,
-                    (SELECT value::bigint FROM chain_meta WHERE key = 'l1_finalized_block')
-                        AS l1_finalized
-             FROM mempool m
-             LEFT JOIN batches b ON m.block_number BETWEEN b.first_block AND b.last_block
-             WHERE m.tx_hash = $1",
+            "SELECT m.status, m.sender, m.nonce, m.drop_reason,
+                    (SELECT a.nonce FROM accounts a WHERE a.address = m.sender) AS state_nonce
+             FROM mempool m WHERE m.tx_hash = $1",
         )
         .bind(hash.as_slice())
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let status: i16 = row.try_get("status")?;
-        let block_number = row.try_get::<Option<i64>, _>("block_number")?.map(|n| n as u64);
-        let batch_index = row.try_get::<Option<i64>, _>("idx")?.map(|n| n as u64);
-        let l1_tx_hash =
-            row.try_get::<Option<&[u8]>, _>("l1_tx_hash")?.map(bytes_b256).transpose()?;
-        let l1_block = row.try_get::<Option<i64>, _>("l1_block")?.map(|n| n as u64);
-        let l1_finalized = row.try_get::<Option<i64>, _>("l1_finalized")?.map(|n| n as u64);
-        let stage = match (status, batch_index, l1_tx_hash) {
-            (0, ..) => {
+        let stage = match row.try_get::<i16, _>("status")? {
+            0 => {
                 let sender = bytes_address(row.try_get("sender")?)?;
                 let nonce = row.try_get::<i64, _>("nonce")? as u64;
                 let state_nonce = row.try_get::<Option<i64>, _>("state_nonce")?.unwrap_or(0);
                 let ready_up_to = self.pending_nonce(sender, state_nonce as u64).await?;
                 if nonce > ready_up_to { "queued" } else { "received" }
             }
-            (1, None, _) => "sequenced",
-            (1, Some(_), None) => "batched",
-            (1, Some(_), Some(_)) => match (l1_block, l1_finalized) {
-                (Some(block), Some(finalized)) if block <= finalized => "finalized",
-                _ => "posted",
-            },
             _ => "dropped",
         };
         Ok(Some(TransactionLifecycle {
             stage,
-            block_number,
+            block_number: None,
+            batch_index: None,
+            l1_tx_hash: None,
+            l1_block: None,
+            drop_reason: row.try_get("drop_reason")?,
+        }))
+    }
+
+    /// The lifecycle of a transaction included in block `block_number`.
+    async fn included_lifecycle(&self, block_number: u64) -> Result<TransactionLifecycle> {
+        let row = sqlx::query(
+            "SELECT b.idx, b.l1_tx_hash, b.l1_block,
+                    (SELECT value::bigint FROM chain_meta WHERE key = 'l1_finalized_block')
+                        AS l1_finalized
+             FROM (SELECT 1) AS one
+             LEFT JOIN batches b ON $1 BETWEEN b.first_block AND b.last_block",
+        )
+        .bind(to_i64(block_number))
+        .fetch_one(&self.pool)
+        .await?;
+        let batch_index = row.try_get::<Option<i64>, _>("idx")?.map(|n| n as u64);
+        let l1_tx_hash =
+            row.try_get::<Option<&[u8]>, _>("l1_tx_hash")?.map(bytes_b256).transpose()?;
+        let l1_block = row.try_get::<Option<i64>, _>("l1_block")?.map(|n| n as u64);
+        let l1_finalized = row.try_get::<Option<i64>, _>("l1_finalized")?.map(|n| n as u64);
+        let stage = match (batch_index, l1_tx_hash) {
+            (None, _) => "sequenced",
+            (Some(_), None) => "batched",
+            (Some(_), Some(_)) => match (l1_block, l1_finalized) {
+                (Some(block), Some(finalized)) if block <= finalized => "finalized",
+                _ => "posted",
+            },
+        };
+        Ok(TransactionLifecycle {
+            stage,
+            block_number: Some(block_number),
             batch_index,
             l1_tx_hash,
             l1_block,
-            drop_reason: row.try_get("drop_reason")?,
-        }))
+            drop_reason: None,
+        })
     }
 }

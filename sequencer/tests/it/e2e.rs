@@ -278,6 +278,63 @@ async fn proofs_verify_against_the_state_root_with_alloy() {
     let now = l2.call(balance_of_caller).await.unwrap();
     assert!(U256::from_be_slice(&now) < U256::from(rollup_sequencer::dev::DEV_BALANCE_WEI));
 
+    // Proofs at past blocks verify against those blocks' roots: a later
+    // transfer moves the head, then the deploy block and the one before it
+    // are proven (the contract present with its slots, then absent).
+    let transfer = TransactionRequest::default().with_to(absent).with_value(U256::from(1));
+    l2.send_transaction(transfer).await.unwrap().get_receipt().await.unwrap();
+    for (at, exists) in [(number, true), (number - 1, false)] {
+        let root = l2
+            .get_block_by_number(BlockNumberOrTag::Number(at))
+            .await
+            .unwrap()
+            .unwrap()
+            .header
+            .state_root;
+        let past =
+            l2.get_proof(contract, keys.clone()).block_id(BlockId::number(at)).await.unwrap();
+        let leaf = exists.then(|| {
+            alloy::rlp::encode(TrieAccount {
+                nonce: past.nonce,
+                balance: past.balance,
+                storage_root: past.storage_hash,
+                code_hash: past.code_hash,
+            })
+        });
+        verify_proof(root, Nibbles::unpack(keccak256(contract)), leaf, &past.account_proof)
+            .unwrap_or_else(|e| panic!("proof of the contract at block {at}: {e}"));
+        let sender =
+            l2.get_proof(signer.address(), vec![]).block_id(BlockId::number(at)).await.unwrap();
+        let leaf = alloy::rlp::encode(TrieAccount {
+            nonce: sender.nonce,
+            balance: sender.balance,
+            storage_root: sender.storage_hash,
+            code_hash: sender.code_hash,
+        });
+        verify_proof(
+            root,
+            Nibbles::unpack(keccak256(signer.address())),
+            Some(leaf),
+            &sender.account_proof,
+        )
+        .unwrap_or_else(|e| panic!("proof of the sender at block {at}: {e}"));
+        if exists {
+            let values: Vec<U256> = past.storage_proof.iter().map(|s| s.value).collect();
+            assert_eq!(values, [U256::from(42), U256::from(7), U256::ZERO]);
+            for (slot, storage) in keys.iter().zip(&past.storage_proof) {
+                let expected =
+                    (!storage.value.is_zero()).then(|| alloy::rlp::encode(storage.value));
+                verify_proof(
+                    past.storage_hash,
+                    Nibbles::unpack(keccak256(slot)),
+                    expected,
+                    &storage.proof,
+                )
+                .unwrap_or_else(|e| panic!("storage proof of {slot} at block {at}: {e}"));
+            }
+        }
+    }
+
     // The block's stored diff shows the new slots.
     let diff: serde_json::Value =
         l2.raw_request("rollup_getStateDiff".into(), (U64::from(number),)).await.unwrap();
@@ -391,5 +448,36 @@ async fn cast_sends_a_transfer_unmodified() {
         cast_run(vec!["balance".into(), "--rpc-url".into(), net.rpc_url.clone(), to]).await;
     assert!(balance.status.success());
     assert_eq!(String::from_utf8_lossy(&balance.stdout).trim(), ONE_ETH.to_string());
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_genesis_holds_multicall3_and_the_create2_deployer() {
+    use rollup_executor::genesis::{CREATE2_DEPLOYER_ADDRESS, MULTICALL3_ADDRESS};
+    let net = TestNet::start(10).await;
+    let (l2, signer) = net.l2_wallet(2);
+
+    // Multicall3 answers its view functions: getChainId(), getEthBalance(address).
+    let call =
+        |data: Vec<u8>| TransactionRequest::default().with_to(MULTICALL3_ADDRESS).with_input(data);
+    let chain_id = l2.call(call(hex!("3408e470").to_vec())).await.unwrap();
+    assert_eq!(U256::from_be_slice(&chain_id), U256::from(l2.get_chain_id().await.unwrap()));
+    let get_balance =
+        [&hex!("4d2301cc")[..], B256::left_padding_from(signer.address().as_slice()).as_slice()]
+            .concat();
+    let balance = l2.call(call(get_balance)).await.unwrap();
+    assert_eq!(U256::from_be_slice(&balance), l2.get_balance(signer.address()).await.unwrap());
+
+    // The deterministic deployer creates at CREATE2(deployer, salt, init code).
+    let init = hex!("602a60005560016000f3");
+    let salt = B256::repeat_byte(0x5a);
+    let deploy = TransactionRequest::default()
+        .with_to(CREATE2_DEPLOYER_ADDRESS)
+        .with_input([salt.as_slice(), &init[..]].concat());
+    let receipt = l2.send_transaction(deploy).await.unwrap().get_receipt().await.unwrap();
+    assert!(receipt.status());
+    let created = CREATE2_DEPLOYER_ADDRESS.create2_from_code(salt, init);
+    assert_eq!(l2.get_code_at(created).await.unwrap().as_ref(), &[0x00]);
+    assert_eq!(l2.get_storage_at(created, U256::ZERO).await.unwrap(), U256::from(42));
     net.stop().await;
 }

@@ -5,8 +5,13 @@
 //! ```text
 //! {"case":"root","touched":10000,"total":1000000,"ms":..}
 //! {"case":"commit","txs":10000,"ms":..}
+//! {"case":"checkpoint","txs":10000,"ms":..}
 //! {"case":"startup","total":1000000,"ms":..}
+//! {"case":"startup_rebuild","total":1000000,"ms":..}
 //! ```
+//!
+//! `startup` loads from the state snapshot (the normal start); `startup_rebuild`
+//! reads the state tables and rebuilds both tries (no usable snapshot).
 //!
 //! Knobs (environment): `BENCH_RUNS` (repetitions, default 5),
 //! `BENCH_TOTALS` (state sizes, default `10000,100000,1000000`),
@@ -126,7 +131,7 @@ async fn bench_commit(runs: u64, txs: u64, store: &Store) {
     let mut chain = ChainGenesis::from_genesis(&config, &genesis);
     store.init_genesis(config.chain_id, &chain).await.expect("genesis");
     let (mut head, mut head_hash) = (chain.header.clone(), chain.hash);
-    let mut samples = Vec::new();
+    let (mut samples, mut checkpoints) = (Vec::new(), Vec::new());
     for round in 0..runs {
         let block = transfers(&config, &signers, round);
         let pending: Vec<NewTransaction> = block
@@ -159,30 +164,43 @@ async fn bench_commit(runs: u64, txs: u64, store: &Store) {
         let started = Instant::now();
         store.commit_block(&sealed, &senders, &[]).await.expect("commit");
         samples.push(started.elapsed().as_secs_f64() * 1e3);
+        let started = Instant::now();
+        store.advance_state_checkpoint(1).await.expect("checkpoint");
+        checkpoints.push(started.elapsed().as_secs_f64() * 1e3);
         (head, head_hash) = (sealed.block.header.clone(), sealed.hash);
     }
     println!(r#"{{"case":"commit","txs":{txs},"ms":{:.2}}}"#, median(samples));
+    // Folding the same block's diff into the head-state tables, which the
+    // node does in the background (`Store::advance_state_checkpoint`).
+    println!(r#"{{"case":"checkpoint","txs":{txs},"ms":{:.2}}}"#, median(checkpoints));
 }
 
 async fn bench_startup(runs: u64, total: u64, admin_url: &str) {
     let store = fresh_database(admin_url, &format!("startup_{total}")).await;
     let config = ChainConfig::dev_defaults();
     let genesis = funded_genesis(&config, 0, (0..total).map(address), U256::from(1));
-    let chain = ChainGenesis::from_genesis(&config, &genesis);
+    let mut chain = ChainGenesis::from_genesis(&config, &genesis);
     store.init_genesis(config.chain_id, &chain).await.expect("genesis");
-    let samples = (0..runs)
-        .map(|_| async {
-            let started = Instant::now();
-            let (mut state, header, _) = store.load_head_state().await.expect("load");
-            assert_eq!(state.state_root(), header.state_root, "reloaded root");
-            started.elapsed().as_secs_f64() * 1e3
-        })
-        .collect::<Vec<_>>();
-    let mut times = Vec::new();
-    for sample in samples {
-        times.push(sample.await);
+    let load = || async {
+        let started = Instant::now();
+        let (mut state, header, _) = store.load_head_state().await.expect("load");
+        assert_eq!(state.state_root(), header.state_root, "reloaded root");
+        started.elapsed().as_secs_f64() * 1e3
+    };
+    // Without a snapshot (after a crash before the first one): the tables
+    // are read and both tries rebuilt.
+    let mut rebuilt = Vec::new();
+    for _ in 0..runs {
+        rebuilt.push(load().await);
     }
-    println!(r#"{{"case":"startup","total":{total},"ms":{:.2}}}"#, median(times));
+    // With the snapshot a leader stores at shutdown and every ten minutes.
+    store.save_state_snapshot(0, &chain.state.encode_snapshot()).await.expect("snapshot");
+    let mut from_snapshot = Vec::new();
+    for _ in 0..runs {
+        from_snapshot.push(load().await);
+    }
+    println!(r#"{{"case":"startup","total":{total},"ms":{:.2}}}"#, median(from_snapshot));
+    println!(r#"{{"case":"startup_rebuild","total":{total},"ms":{:.2}}}"#, median(rebuilt));
 }
 
 async fn fresh_database(admin_url: &str, name: &str) -> Store {

@@ -121,8 +121,207 @@ async fn block_commit_is_atomic_fenced_and_reloads_to_the_same_root() {
     let by_hash = db.store.block_by_hash(block.hash).await.unwrap().unwrap();
     assert_eq!(by_hash.transactions.len(), 2);
 
-    // Pruning keeps diffs at and above the given block.
+    // The body blob returns every transaction with its receipt, in order.
+    let body = db.store.block_transactions(1).await.unwrap();
+    assert_eq!(body.iter().map(|t| t.hash).collect::<Vec<_>>(), by_hash.transactions);
+    for (stored, (tx, receipt)) in
+        body.iter().zip(block.block.transactions.iter().zip(&block.block.receipts))
+    {
+        assert_eq!(stored.raw, tx.inner().encoded_2718());
+        assert_eq!(stored.sender, signer.address());
+        assert_eq!(&stored.receipt, receipt);
+        assert_eq!(stored.block_hash, block.hash);
+        assert_eq!(stored.gas_used, 21_000);
+    }
+    assert!(db.store.transaction(B256::repeat_byte(9)).await.unwrap().is_none());
+    let batch = db.store.blocks_for_batch(0, 1).await.unwrap();
+    assert_eq!(batch[0].2.len(), 0, "genesis has no transactions");
+    assert_eq!(batch[1].2, body.iter().map(|t| t.raw.clone()).collect::<Vec<_>>());
+
+    // Included transactions left the mempool and report their block; the
+    // pending nonce counts from the caller's state nonce.
+    assert!(db.store.mempool_transaction(*txs[0].inner().tx_hash()).await.unwrap().is_none());
+    assert_eq!(db.store.pending_nonce(signer.address(), 2).await.unwrap(), 2);
+    let lifecycle =
+        db.store.transaction_lifecycle(*txs[0].inner().tx_hash()).await.unwrap().unwrap();
+    assert_eq!((lifecycle.stage, lifecycle.block_number), ("sequenced", Some(1)));
+
+    // Pruning keeps diffs at and above the given block, and every diff above
+    // the state checkpoint (the tables do not hold those blocks yet).
+    assert_eq!(db.store.state_checkpoint().await.unwrap(), 0);
+    assert_eq!(db.store.prune_state_diffs(2).await.unwrap(), 0);
+    assert_eq!(db.store.advance_state_checkpoint(64).await.unwrap(), 1);
+    assert_eq!(db.store.advance_state_checkpoint(64).await.unwrap(), 1, "nothing new");
+    let (mut from_tables, _, _) = db.store.load_head_state().await.unwrap();
+    assert_eq!(from_tables.state_root(), block.block.header.state_root);
+    assert_eq!(db.store.account(signer.address()).await.unwrap().unwrap().nonce, 2);
+    // A caller whose view lags the checkpoint still gets the right nonce.
+    assert_eq!(db.store.pending_nonce(signer.address(), 0).await.unwrap(), 2);
     assert_eq!(db.store.prune_state_diffs(1).await.unwrap(), 0);
+    // ... and every diff above the newest state snapshot.
+    db.store.save_state_snapshot(0, &genesis.state.clone().encode_snapshot()).await.unwrap();
+    assert_eq!(db.store.prune_state_diffs(2).await.unwrap(), 0);
+    db.store.save_state_snapshot(1, &state.encode_snapshot()).await.unwrap();
     assert_eq!(db.store.prune_state_diffs(2).await.unwrap(), 1);
     assert_eq!(db.store.state_diff(1).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_diff_that_disagrees_with_the_head_state_tables_never_reaches_them() {
+    let db = TestDatabase::new().await;
+    let (config, signer, genesis) = chain();
+    db.store.init_genesis(config.chain_id, &genesis).await.unwrap();
+    let mut state = genesis.state.clone();
+    let parent = ParentBlock { header: &genesis.header, hash: genesis.hash };
+    let tx = transfer(&config, &signer, 0);
+    let mut executed = execute_block(
+        &config,
+        Engine::Sequential,
+        &state,
+        parent,
+        1_001,
+        vec![tx],
+        InvalidTxPolicy::Skip,
+    )
+    .unwrap();
+    // Claim the fresh recipient existed before the block: the update finds no row.
+    let recipient = executed.diff.accounts.get_mut(&Address::repeat_byte(0xbb)).unwrap();
+    recipient.before = recipient.after;
+    state.apply(&executed.diff);
+    let block = executed.seal(state.state_root());
+    db.store.commit_block(&block, &[signer.address()], &[]).await.unwrap();
+    let err = db.store.advance_state_checkpoint(64).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+    assert_eq!(db.store.state_checkpoint().await.unwrap(), 0, "the checkpoint did not move");
+    assert!(db.store.account(Address::repeat_byte(0xbb)).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_state_snapshot_loads_without_the_tables_and_replays_later_blocks() {
+    let db = TestDatabase::new().await;
+    let (config, signer, genesis) = chain();
+    db.store.init_genesis(config.chain_id, &genesis).await.unwrap();
+    let mut state = genesis.state.clone();
+    let (mut header, mut hash) = (genesis.header.clone(), genesis.hash);
+    for nonce in 0..2 {
+        let parent = ParentBlock { header: &header, hash };
+        let tx = transfer(&config, &signer, nonce);
+        let executed = execute_block(
+            &config,
+            Engine::Sequential,
+            &state,
+            parent,
+            1_001 + nonce,
+            vec![tx],
+            InvalidTxPolicy::Reject,
+        )
+        .unwrap();
+        state.apply(&executed.diff);
+        let block = executed.seal(state.state_root());
+        db.store.commit_block(&block, &[signer.address()], &[]).await.unwrap();
+        if nonce == 0 {
+            db.store.save_state_snapshot(1, &state.encode_snapshot()).await.unwrap();
+        }
+        (header, hash) = (block.block.header.clone(), block.hash);
+    }
+    // Tables emptied: only the snapshot (block 1) and diff 2 can give the root.
+    sqlx::query("DELETE FROM accounts").execute(db.store.pool()).await.unwrap();
+    let (mut loaded, head, _) = db.store.load_head_state().await.unwrap();
+    assert_eq!(head.number, 2);
+    assert_eq!(loaded.state_root(), header.state_root);
+    assert_eq!(loaded.account(&signer.address()).unwrap().nonce, 2);
+
+    // A snapshot whose root is not its block's is never trusted: loading
+    // falls back to the (here emptied) tables.
+    db.store.save_state_snapshot(2, &genesis.state.clone().encode_snapshot()).await.unwrap();
+    let (mut fallback, _, _) = db.store.load_head_state().await.unwrap();
+    let untouched = rollup_executor::genesis::MULTICALL3_ADDRESS;
+    assert!(loaded.account(&untouched).is_some());
+    assert!(fallback.account(&untouched).is_none(), "the tables, not the snapshot");
+    assert_ne!(fallback.state_root(), header.state_root);
+}
+
+#[tokio::test]
+async fn transactions_stored_in_the_old_layout_move_into_bodies() {
+    let db = TestDatabase::new().await;
+    let (config, signer, genesis) = chain();
+    db.store.init_genesis(config.chain_id, &genesis).await.unwrap();
+    let mut state = genesis.state.clone();
+    let parent = ParentBlock { header: &genesis.header, hash: genesis.hash };
+    let txs: Vec<_> = (0..3).map(|n| transfer(&config, &signer, n)).collect();
+    let executed = execute_block(
+        &config,
+        Engine::Sequential,
+        &state,
+        parent,
+        1_001,
+        txs,
+        InvalidTxPolicy::Reject,
+    )
+    .unwrap();
+    state.apply(&executed.diff);
+    let block = executed.seal(state.state_root());
+    db.store.commit_block(&block, &[signer.address(); 3], &[]).await.unwrap();
+    let expected = db.store.block_transactions(1).await.unwrap();
+
+    // The block as migration 3 finds it in the old layout (renamed table).
+    let pool = db.store.pool();
+    for statement in [
+        "DELETE FROM tx_lookup",
+        "DELETE FROM block_bodies",
+        "CREATE TABLE legacy_transactions (hash BYTEA PRIMARY KEY, block_number BIGINT NOT NULL,
+             idx INTEGER NOT NULL, sender BYTEA NOT NULL, raw BYTEA NOT NULL, receipt BYTEA NOT NULL,
+             gas_used BIGINT NOT NULL, effective_gas_price BYTEA NOT NULL, contract_address BYTEA,
+             first_log_index INTEGER NOT NULL)",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement)).execute(pool).await.unwrap();
+    }
+    for t in expected.iter() {
+        sqlx::query(
+            "INSERT INTO legacy_transactions VALUES ($1, 1, $2, $3, $4, $5, $6, $7, NULL, 0)",
+        )
+        .bind(t.hash.as_slice())
+        .bind(t.index as i32)
+        .bind(t.sender.as_slice())
+        .bind(t.raw.as_ref())
+        .bind(t.receipt.encoded_2718())
+        .bind(t.gas_used as i64)
+        .bind(U256::from(t.effective_gas_price).to_be_bytes::<32>().to_vec())
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+
+    let fresh = rollup_store::Store::connect(&db.url, 2).await.unwrap();
+    fresh.migrate().await.unwrap();
+    let moved = fresh.block_transactions(1).await.unwrap();
+    assert_eq!(moved.len(), 3);
+    for (moved, expected) in moved.iter().zip(expected.iter()) {
+        assert_eq!(
+            (
+                moved.hash,
+                &moved.raw,
+                moved.sender,
+                &moved.receipt,
+                moved.gas_used,
+                moved.effective_gas_price
+            ),
+            (
+                expected.hash,
+                &expected.raw,
+                expected.sender,
+                &expected.receipt,
+                expected.gas_used,
+                expected.effective_gas_price
+            )
+        );
+    }
+    let found = fresh.transaction(expected[2].hash).await.unwrap().unwrap();
+    assert_eq!((found.block_number, found.index), (1, 2));
+    let legacy: bool = sqlx::query_scalar("SELECT to_regclass('legacy_transactions') IS NOT NULL")
+        .fetch_one(fresh.pool())
+        .await
+        .unwrap();
+    assert!(!legacy, "the old table is dropped");
+    fresh.migrate().await.unwrap();
 }
