@@ -336,3 +336,41 @@ impl Params {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SendRawTransaction;
+    use serde_json::{Value, json};
+
+    fn fast(body: &Value) -> Option<(Value, alloy_primitives::Bytes)> {
+        let text = body.to_string();
+        serde_json::from_str::<SendRawTransaction<'_>>(&text).ok()?.accept()
+    }
+
+    #[test]
+    fn the_fast_path_takes_only_well_formed_send_raw_transaction() {
+        let good = json!({"jsonrpc": "2.0", "id": 7, "method": "eth_sendRawTransaction", "params": ["0x02ab"]});
+        assert_eq!(fast(&good), Some((json!(7), alloy_primitives::Bytes::from(vec![2, 0xab]))));
+        let mut no_id = good;
+        no_id.as_object_mut().unwrap().remove("id");
+        assert_eq!(fast(&no_id).map(|(id, _)| id), Some(Value::Null));
+        // Everything else is left to the general path and its error messages.
+        let declined = [
+            json!({"jsonrpc": "1.0", "id": 7, "method": "eth_sendRawTransaction", "params": ["0x02"]}),
+            json!({"id": 7, "method": "eth_sendRawTransaction", "params": ["0x02"]}),
+            json!({"jsonrpc": "2.0", "id": [7], "method": "eth_sendRawTransaction", "params": ["0x02"]}),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "eth_chainId", "params": ["0x02"]}),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "eth_sendRawTransaction", "params": []}),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "eth_sendRawTransaction", "params": ["0x02", "0x03"]}),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "eth_sendRawTransaction", "params": ["0xzz"]}),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "eth_sendRawTransaction", "params": "0x02"}),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "eth_sendRawTransaction"}),
+        ];
+        for body in declined {
+            assert_eq!(fast(&body), None, "{body}");
+        }
+        let escaped =
+            r#"{"jsonrpc":"2.0","id":7,"method":"eth_send\u0052awTransaction","params":["0x02"]}"#;
+        assert!(serde_json::from_str::<SendRawTransaction<'_>>(escaped).is_err());
+    }
+}
