@@ -1,18 +1,25 @@
-//! Group commit of admitted transactions: concurrent submissions wait on one
-//! channel; a few committer tasks each take everything queued (up to a
-//! limit) and store it in one database round trip, then acknowledge every
-//! submitter. A transaction is acknowledged only after its commit.
+//! Group commit of admitted transactions. Submissions wait on one channel; a
+//! single dispatcher takes everything queued (up to a limit) as one group and
+//! stores it in one database transaction, then acknowledges every submitter.
+//! At most [`COMMITS_IN_FLIGHT`] groups commit at once: while they do, new
+//! submissions gather in the channel and leave together as soon as a commit
+//! finishes, so the group size follows the load (one transaction when idle,
+//! hundreds under load) and the fsync of one commit overlaps the gathering
+//! and round trips of the next. A transaction is acknowledged only after its
+//! commit.
 
 use rollup_store::{NewTransaction, Store};
 use std::sync::Arc;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Most transactions stored in one round trip.
 pub const MAX_GROUP: usize = 2_000;
-/// Committer tasks (round trips in flight at once).
-pub const COMMITTERS: usize = 4;
-/// Submissions that may wait for a committer before callers are told the
-/// node is overloaded.
+/// Group commits in flight at once. Two keep the database busy (one commits
+/// while the next is sent); more split the same load into smaller groups,
+/// and each commit costs Postgres a transaction of its own.
+pub const COMMITS_IN_FLIGHT: usize = 2;
+/// Submissions that may wait for a commit before callers are told the node
+/// is overloaded.
 pub const QUEUE_CAPACITY: usize = 50_000;
 
 /// Why a submission was not stored.
@@ -48,13 +55,11 @@ impl std::fmt::Debug for Submission {
 }
 
 impl Intake {
-    /// Starts the committers.
+    /// Starts the dispatcher. `store` should have a connection for each of
+    /// the [`COMMITS_IN_FLIGHT`] commits.
     pub fn spawn(store: Store) -> Self {
         let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..COMMITTERS {
-            tokio::spawn(commit_loop(store.clone(), receiver.clone()));
-        }
+        tokio::spawn(dispatch(store, receiver));
         Self { queue }
     }
 
@@ -69,33 +74,46 @@ impl Intake {
     }
 }
 
-async fn commit_loop(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Submission>>>) {
+/// Forms groups and starts their commits; returns when every [`Intake`]
+/// handle is gone. Commits already started finish on their own.
+async fn dispatch(store: Store, mut receiver: mpsc::Receiver<Submission>) {
+    let slots = Arc::new(Semaphore::new(COMMITS_IN_FLIGHT));
     loop {
-        let mut group: Vec<Submission> = Vec::new();
-        let mut count = 0;
-        {
-            let mut receiver = receiver.lock().await;
-            let Some(first) = receiver.recv().await else { return };
-            count += first.txs.len();
-            group.push(first);
-            while count < MAX_GROUP {
-                match receiver.try_recv() {
-                    Ok(next) => {
-                        count += next.txs.len();
-                        group.push(next);
-                    }
-                    Err(_) => break,
+        // A free slot first: what arrives while every slot commits waits in
+        // the channel and joins the next group.
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let Some(first) = receiver.recv().await else { return };
+        let mut count = first.txs.len();
+        let mut group = vec![first];
+        while count < MAX_GROUP {
+            match receiver.try_recv() {
+                Ok(next) => {
+                    count += next.txs.len();
+                    group.push(next);
                 }
+                Err(_) => break,
             }
         }
-        let txs: Vec<NewTransaction> = group.iter().flat_map(|s| s.txs.iter().cloned()).collect();
-        let result =
-            store.insert_transactions(&txs).await.map_err(|e| IntakeError::Database(e.to_string()));
-        if let Err(error) = &result {
-            tracing::warn!(%error, txs = txs.len(), "group commit failed");
-        }
-        for submission in group {
-            let _ = submission.done.send(result.clone());
-        }
+        let store = store.clone();
+        tokio::spawn(async move {
+            commit(&store, group, count).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Stores one group in one database transaction and answers its submitters.
+async fn commit(store: &Store, mut group: Vec<Submission>, count: usize) {
+    let mut txs = Vec::with_capacity(count);
+    for submission in &mut group {
+        txs.append(&mut submission.txs);
+    }
+    let result =
+        store.insert_transactions(&txs).await.map_err(|e| IntakeError::Database(e.to_string()));
+    if let Err(error) = &result {
+        tracing::warn!(%error, txs = txs.len(), "group commit failed");
+    }
+    for submission in group {
+        let _ = submission.done.send(result.clone());
     }
 }

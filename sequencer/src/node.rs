@@ -208,7 +208,7 @@ pub async fn start(
             view: view.clone(),
             metrics: metrics.clone(),
             suggested_priority_fee: options.suggested_priority_fee,
-            intake: crate::intake::Intake::spawn(store.clone()),
+            intake: crate::intake::Intake::spawn(intake_store(&options.database_url).await?),
             limiter: Arc::new(crate::rpc::limits::RateLimiter::new(
                 options.rpc_limits.rate_per_second,
                 options.rpc_limits.burst,
@@ -222,6 +222,22 @@ pub async fn start(
     }
     tracing::info!(rpc = ?rpc_addr, metrics = %metrics_addr, roles = ?options.roles, "node started");
     Ok(RunningNode { addresses: NodeAddresses { rpc: rpc_addr, metrics: metrics_addr }, tasks })
+}
+
+/// The group commit's own connections, one per commit in flight: never
+/// queued behind the producer's or the readers' queries, and not pinged
+/// before each use (sqlx's default, a round trip more per group commit; a
+/// broken connection fails its group, whose submitters get an error, and is
+/// replaced).
+async fn intake_store(database_url: &str) -> eyre::Result<Store> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(crate::intake::COMMITS_IN_FLIGHT as u32)
+        .test_before_acquire(false)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(database_url)
+        .await
+        .wrap_err("connect the group commit to the database")?;
+    Ok(Store::from_pool(pool))
 }
 
 /// Drops transactions that waited longer than the pool's lifetime.

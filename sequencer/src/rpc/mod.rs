@@ -115,6 +115,9 @@ pub async fn handle_body(
     admin: bool,
     client: Option<std::net::IpAddr>,
 ) -> Option<Value> {
+    if let Some(response) = handle_raw_transactions(context, body, client).await {
+        return Some(response);
+    }
     let parsed: Value = match serde_json::from_slice(body) {
         Ok(value) => value,
         Err(e) => {
@@ -187,19 +190,102 @@ async fn handle_request(context: &RpcContext, request: Value, admin: bool) -> Va
             return error_response(id, RpcError::invalid_params("params must be an array"));
         }
     };
-    let label = eth::metric_label(&method);
-    let timer = context.metrics.rpc_duration.with_label_values(&[label]).start_timer();
-    let result = if method.starts_with("admin_") {
-        admin::dispatch(context, &method, Params(params), admin).await
-    } else {
-        eth::dispatch(context, &method, Params(params)).await
+    let call = async {
+        if method.starts_with("admin_") {
+            admin::dispatch(context, &method, Params(params), admin).await
+        } else {
+            eth::dispatch(context, &method, Params(params)).await
+        }
     };
+    answer(context, id, &method, call).await
+}
+
+/// Runs a method call, records its metrics and wraps its outcome in a
+/// response object.
+async fn answer(
+    context: &RpcContext,
+    id: Value,
+    method: &str,
+    call: impl Future<Output = Result<Value, RpcError>>,
+) -> Value {
+    let label = eth::metric_label(method);
+    let timer = context.metrics.rpc_duration.with_label_values(&[label]).start_timer();
+    let result = call.await;
     timer.observe_duration();
     let outcome = if result.is_ok() { "ok" } else { "error" };
     context.metrics.rpc_requests.with_label_values(&[label, outcome]).inc();
     match result {
         Ok(value) => json!({ "jsonrpc": "2.0", "id": id, "result": value }),
         Err(error) => error_response(id, error),
+    }
+}
+
+/// A well-formed `eth_sendRawTransaction` request, read straight from the
+/// body: borrowed strings, the hex argument decoded in place, no JSON tree.
+#[derive(serde::Deserialize)]
+struct SendRawTransaction<'a> {
+    jsonrpc: &'a str,
+    #[serde(default)]
+    id: Value,
+    method: &'a str,
+    params: (alloy_primitives::Bytes,),
+}
+
+impl SendRawTransaction<'_> {
+    /// The id and raw transaction if the general path would serve this
+    /// request as `eth_sendRawTransaction` with these arguments.
+    fn accept(self) -> Option<(Value, alloy_primitives::Bytes)> {
+        let served = self.jsonrpc == "2.0"
+            && self.method == "eth_sendRawTransaction"
+            && matches!(self.id, Value::Null | Value::Number(_) | Value::String(_));
+        served.then_some((self.id, self.params.0))
+    }
+}
+
+/// The ingress fast path: a body that is one well-formed
+/// `eth_sendRawTransaction` request, or a batch of only such requests, is
+/// served without parsing it into a JSON tree first (what wallets and load
+/// send). Anything else, including every malformed input, gives `None` and
+/// takes the general path, which answers exactly as before. Limits and
+/// metrics are the general path's.
+async fn handle_raw_transactions(
+    context: &RpcContext,
+    body: &[u8],
+    client: Option<std::net::IpAddr>,
+) -> Option<Value> {
+    let send = |id, raw: alloy_primitives::Bytes| {
+        answer(context, id, "eth_sendRawTransaction", async move {
+            Ok(json!(eth::submit(context, &raw).await?))
+        })
+    };
+    match body.iter().find(|b| !b.is_ascii_whitespace())? {
+        b'{' => {
+            let request: SendRawTransaction<'_> = serde_json::from_slice(body).ok()?;
+            let (id, raw) = request.accept()?;
+            Some(send(id, raw).await)
+        }
+        b'[' => {
+            let requests: Vec<SendRawTransaction<'_>> = serde_json::from_slice(body).ok()?;
+            if requests.is_empty() || requests.len() > MAX_BATCH_LEN {
+                return None;
+            }
+            let requests: Vec<_> =
+                requests.into_iter().map(SendRawTransaction::accept).collect::<Option<_>>()?;
+            if let Some(client) = client
+                && !context.limiter.allow(client, (requests.len() - 1) as f64)
+            {
+                return Some(error_response(
+                    Value::Null,
+                    RpcError::new(error::LIMIT_EXCEEDED, "limit exceeded"),
+                ));
+            }
+            // Concurrently, so the transactions of one batch share group commits.
+            let responses =
+                futures::future::join_all(requests.into_iter().map(|(id, raw)| send(id, raw)))
+                    .await;
+            Some(Value::Array(responses))
+        }
+        _ => None,
     }
 }
 
@@ -248,5 +334,43 @@ impl Params {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SendRawTransaction;
+    use serde_json::{Value, json};
+
+    fn fast(body: &Value) -> Option<(Value, alloy_primitives::Bytes)> {
+        let text = body.to_string();
+        serde_json::from_str::<SendRawTransaction<'_>>(&text).ok()?.accept()
+    }
+
+    #[test]
+    fn the_fast_path_takes_only_well_formed_send_raw_transaction() {
+        let good = json!({"jsonrpc": "2.0", "id": 7, "method": "eth_sendRawTransaction", "params": ["0x02ab"]});
+        assert_eq!(fast(&good), Some((json!(7), alloy_primitives::Bytes::from(vec![2, 0xab]))));
+        let mut no_id = good;
+        no_id.as_object_mut().unwrap().remove("id");
+        assert_eq!(fast(&no_id).map(|(id, _)| id), Some(Value::Null));
+        // Everything else is left to the general path and its error messages.
+        let declined = [
+            json!({"jsonrpc": "1.0", "id": 7, "method": "eth_sendRawTransaction", "params": ["0x02"]}),
+            json!({"id": 7, "method": "eth_sendRawTransaction", "params": ["0x02"]}),
+            json!({"jsonrpc": "2.0", "id": [7], "method": "eth_sendRawTransaction", "params": ["0x02"]}),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "eth_chainId", "params": ["0x02"]}),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "eth_sendRawTransaction", "params": []}),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "eth_sendRawTransaction", "params": ["0x02", "0x03"]}),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "eth_sendRawTransaction", "params": ["0xzz"]}),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "eth_sendRawTransaction", "params": "0x02"}),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "eth_sendRawTransaction"}),
+        ];
+        for body in declined {
+            assert_eq!(fast(&body), None, "{body}");
+        }
+        let escaped =
+            r#"{"jsonrpc":"2.0","id":7,"method":"eth_send\u0052awTransaction","params":["0x02"]}"#;
+        assert!(serde_json::from_str::<SendRawTransaction<'_>>(escaped).is_err());
     }
 }
