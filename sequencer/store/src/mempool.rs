@@ -58,18 +58,14 @@ impl Store {
         let raws: Vec<&[u8]> = txs.iter().map(|t| t.raw.as_ref()).collect();
         let replaced: Vec<&[u8]> =
             txs.iter().filter_map(|t| t.replaces.as_ref()).map(|h| h.as_slice()).collect();
-        let mut tx = self.pool.begin().await?;
-        if !replaced.is_empty() {
-            sqlx::query(
-                "UPDATE mempool SET status = 2, drop_reason = 'replaced'
-                 WHERE tx_hash = ANY($1) AND status = 0",
-            )
-            .bind(&replaced)
-            .execute(&mut *tx)
-            .await?;
-        }
+        // One statement, so one round trip and atomic without BEGIN/COMMIT:
+        // the replaced rows are marked dropped as the new ones go in.
         sqlx::query(
-            "INSERT INTO mempool (tx_hash, sender, nonce, raw)
+            "WITH replaced AS (
+                 UPDATE mempool SET status = 2, drop_reason = 'replaced'
+                 WHERE tx_hash = ANY($5) AND status = 0
+             )
+             INSERT INTO mempool (tx_hash, sender, nonce, raw)
              SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[])
              ON CONFLICT (tx_hash) DO NOTHING",
         )
@@ -77,9 +73,9 @@ impl Store {
         .bind(&senders)
         .bind(&nonces)
         .bind(&raws)
-        .execute(&mut *tx)
+        .bind(&replaced)
+        .execute(&self.pool)
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
