@@ -100,6 +100,23 @@ pub fn decode_batch(data: &[u8]) -> Result<Vec<BatchBlock>, CodecError> {
     Ok(blocks)
 }
 
+/// How many of `blocks` (a prefix, at least one) go in one batch of at most
+/// `max_bytes`, with that batch's bytes (`blocks` must not be empty). An oversized attempt shrinks the
+/// prefix in proportion to its overshoot, so a long backlog costs a couple of
+/// encodings, not one per halving.
+pub fn fit_batch(blocks: &[BatchBlock], max_bytes: usize) -> (usize, Bytes) {
+    let mut count = blocks.len();
+    loop {
+        let data = encode_batch(&blocks[..count]);
+        if data.len() <= max_bytes || count <= 1 {
+            return (count, data);
+        }
+        // 10% below the proportional estimate, and at least one block less.
+        let estimate = count as u128 * max_bytes as u128 * 9 / (data.len() as u128 * 10);
+        count = usize::try_from(estimate).unwrap_or(1).clamp(1, count - 1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +166,36 @@ mod tests {
         let mut data = vec![0u8];
         data.extend(bomb);
         assert!(matches!(decode_batch(&data), Err(CodecError::Decompress(_))));
+    }
+
+    #[test]
+    fn batches_shrink_to_fit_in_a_few_encodings() {
+        // Incompressible transactions: about 2 KB per block.
+        let blocks: Vec<BatchBlock> = (0..500u64)
+            .map(|number| BatchBlock {
+                number,
+                timestamp: number,
+                transactions: (0..4u64)
+                    .map(|i| {
+                        Bytes::from(
+                            alloy_primitives::keccak256((number * 4 + i).to_be_bytes()).repeat(16),
+                        )
+                    })
+                    .collect(),
+            })
+            .collect();
+        for max_bytes in [1, 5_000, 120_000, 10_000_000] {
+            let (count, data) = fit_batch(&blocks, max_bytes);
+            assert!(count >= 1 && count <= blocks.len());
+            assert_eq!(data, encode_batch(&blocks[..count]));
+            assert!(data.len() <= max_bytes || count == 1, "{max_bytes}: {} bytes", data.len());
+            if count < blocks.len() {
+                // Not far below what fits: twice as many would not.
+                let doubled = (count * 2).min(blocks.len());
+                assert!(encode_batch(&blocks[..doubled]).len() > max_bytes, "{max_bytes}: {count}");
+            }
+        }
+        assert_eq!(fit_batch(&blocks[..1], 1).0, 1, "one block always goes, even oversized");
     }
 
     #[test]

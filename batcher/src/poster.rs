@@ -9,7 +9,7 @@
 
 use crate::{
     L1Error, L1Metrics,
-    codec::{BatchBlock, encode_batch},
+    codec::{BatchBlock, fit_batch},
     settlement::Settlement::{self, SettlementInstance},
 };
 use alloy::{
@@ -140,33 +140,30 @@ impl BatchPoster {
 
     /// Encodes blocks `first..=head` (or fewer, to fit the limits) into a batch.
     async fn build(&self, index: u64, first: u64, head: u64) -> Result<BatchRecord, L1Error> {
-        let mut last = head.min(first + self.config.max_blocks_per_batch - 1);
-        loop {
-            let blocks: Vec<BatchBlock> = self
-                .store
-                .blocks_for_batch(first, last)
-                .await?
-                .into_iter()
-                .map(|(number, timestamp, transactions)| BatchBlock {
-                    number,
-                    timestamp,
-                    transactions,
-                })
-                .collect();
-            let data = encode_batch(&blocks);
-            if data.len() <= self.config.max_batch_bytes || last == first {
-                return Ok(BatchRecord {
-                    index,
-                    first_block: first,
-                    last_block: last,
-                    data_hash: keccak256(&data),
-                    data,
-                    l1_tx_hash: None,
-                    l1_block: None,
-                });
-            }
-            last = first + (last - first) / 2;
+        let last = head.min(first + self.config.max_blocks_per_batch - 1);
+        let blocks: Vec<BatchBlock> = self
+            .store
+            .blocks_for_batch(first, last)
+            .await?
+            .into_iter()
+            .map(|(number, timestamp, transactions)| BatchBlock { number, timestamp, transactions })
+            .collect();
+        if blocks.is_empty() {
+            // The head moved back under us: a store error, retried next step.
+            return Err(
+                rollup_store::StoreError::Corrupt(format!("no blocks {first}..={last}")).into()
+            );
         }
+        let (count, data) = fit_batch(&blocks, self.config.max_batch_bytes);
+        Ok(BatchRecord {
+            index,
+            first_block: first,
+            last_block: first + count as u64 - 1,
+            data_hash: keccak256(&data),
+            data,
+            l1_tx_hash: None,
+            l1_block: None,
+        })
     }
 
     /// Appends `batch` on L1 (the contract holds exactly `batch.index` batches).
