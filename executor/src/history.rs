@@ -13,7 +13,7 @@ use crate::{
 use alloy_primitives::{Address, B256, U256, keccak256};
 use alloy_trie::{EMPTY_ROOT_HASH, TrieAccount};
 use revm::{DatabaseRef, bytecode::Bytecode, state::AccountInfo};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Why a past value cannot be read.
@@ -90,20 +90,15 @@ impl HistoricalState<'_> {
     /// Proofs of `address` and `slots` at this past block. The head's hashes
     /// must be current ([`MemoryState::state_root`] after the last change).
     pub fn proof(&self, address: Address, slots: &[U256]) -> Result<AccountProof, HistoryError> {
-        let mut changed: BTreeSet<Address> = BTreeSet::new();
-        for (_, diff) in self.later {
-            changed.extend(diff.accounts.keys().copied());
-        }
-        let mut account_updates = Vec::with_capacity(changed.len());
+        let mut account_updates = Vec::new();
         let mut target = None;
-        for changed_address in &changed {
-            let account = self.account(changed_address);
-            let asked: &[U256] = if *changed_address == address { slots } else { &[] };
-            let (storage_trie, storage_root) = match account {
-                Some(_) => self.storage_trie(*changed_address, asked)?,
+        for (changed_address, reverted) in self.reverted() {
+            let asked: &[U256] = if changed_address == address { slots } else { &[] };
+            let (storage_trie, storage_root) = match reverted.account {
+                Some(_) => self.storage_trie(changed_address, &reverted, asked)?,
                 None => (MerkleTrie::new(), EMPTY_ROOT_HASH),
             };
-            let leaf = account.map(|info| {
+            let leaf = reverted.account.map(|info| {
                 alloy_rlp::encode(TrieAccount {
                     nonce: info.nonce,
                     balance: info.balance,
@@ -112,8 +107,8 @@ impl HistoricalState<'_> {
                 })
             });
             account_updates.push((keccak256(changed_address), leaf));
-            if *changed_address == address {
-                target = Some((account, storage_trie, storage_root));
+            if changed_address == address {
+                target = Some((reverted.account, storage_trie, storage_root));
             }
         }
         let key = keccak256(address);
@@ -154,44 +149,74 @@ impl HistoricalState<'_> {
         })
     }
 
+    /// Every account the later blocks changed, with its values at this block,
+    /// in one pass over the later diffs (the oldest change of each account
+    /// and slot holds its value here).
+    fn reverted(&self) -> BTreeMap<Address, Reverted> {
+        let mut reverted: BTreeMap<Address, Reverted> = BTreeMap::new();
+        for (block, diff) in self.later {
+            for (address, change) in &diff.accounts {
+                let entry = reverted.entry(*address).or_insert_with(|| Reverted {
+                    account: change.before,
+                    slots: BTreeMap::new(),
+                    wiped: None,
+                });
+                for (slot, slot_change) in &change.storage {
+                    entry.slots.entry(*slot).or_insert(slot_change.before);
+                }
+                if change.storage_cleared && entry.wiped.is_none() {
+                    let slot = change.storage.keys().next().copied().unwrap_or_default();
+                    entry.wiped = Some((*block, slot));
+                }
+            }
+        }
+        reverted
+    }
+
     /// The storage trie of `address` (which exists at this block) reverted to
-    /// this block along the changed slots and the `asked` ones, with its root.
+    /// this block along its changed slots and copied along the `asked` ones,
+    /// with its root.
     fn storage_trie(
         &self,
         address: Address,
+        reverted: &Reverted,
         asked: &[U256],
     ) -> Result<(MerkleTrie, B256), HistoryError> {
-        let mut changed: BTreeSet<U256> = asked.iter().copied().collect();
-        let mut reverted = false;
-        for (block, diff) in self.later {
-            let Some(change) = diff.accounts.get(&address) else { continue };
-            if change.storage_cleared {
-                // The storage this block held is not recorded.
-                let slot = change.storage.keys().next().copied().unwrap_or_default();
-                return Err(HistoryError::SlotWiped { address, slot, block: *block });
-            }
-            reverted |= !change.storage.is_empty();
-            changed.extend(change.storage.keys().copied());
+        if let Some((block, slot)) = reverted.wiped {
+            // The storage this block held is not recorded.
+            return Err(HistoryError::SlotWiped { address, slot, block });
         }
         let Some((head_trie, head_root)) = self.head.storage_trie(&address) else {
             // Absent at the head: created and removed again later, with its
             // storage wiped then (caught above) or never written.
             return Ok((MerkleTrie::new(), EMPTY_ROOT_HASH));
         };
-        let mut trie = head_trie.partial_copy(slot_keys(changed.iter()));
-        if !reverted {
+        let mut trie = head_trie.partial_copy(slot_keys(reverted.slots.keys().chain(asked)));
+        if reverted.slots.is_empty() {
             return Ok((trie, head_root));
         }
-        let mut updates = Vec::with_capacity(changed.len());
-        for slot in &changed {
-            let value = self.storage(address, *slot)?;
-            let leaf = (!value.is_zero()).then(|| alloy_rlp::encode(value));
-            updates.push((keccak256(B256::from(*slot)), leaf));
-        }
+        let updates = reverted
+            .slots
+            .iter()
+            .map(|(slot, value)| {
+                let leaf = (!value.is_zero()).then(|| alloy_rlp::encode(value));
+                (keccak256(B256::from(*slot)), leaf)
+            })
+            .collect();
         trie.update_many(updates);
         let root = trie.root();
         Ok((trie, root))
     }
+}
+
+/// One account's values at a past block, as the later diffs recorded them.
+struct Reverted {
+    /// The account (`None`: it did not exist).
+    account: Option<BasicAccount>,
+    /// Changed slots and their values.
+    slots: BTreeMap<U256, U256>,
+    /// The first later block that wiped its storage, and a slot it names.
+    wiped: Option<(u64, U256)>,
 }
 
 /// The storage trie keys of `slots`.

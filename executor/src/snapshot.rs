@@ -48,6 +48,18 @@ impl Writer {
     pub(crate) fn fixed(&mut self, value: &[u8]) {
         self.out.extend_from_slice(value);
     }
+
+    /// Starts a section read back with [`Reader::bytes`]: its length is
+    /// written by [`Writer::end_section`], so the section is not copied.
+    pub(crate) fn begin_section(&mut self) -> usize {
+        self.u64(0);
+        self.out.len()
+    }
+
+    pub(crate) fn end_section(&mut self, start: usize) {
+        let len = (self.out.len() - start) as u64;
+        self.out[start - 8..start].copy_from_slice(&len.to_le_bytes());
+    }
 }
 
 /// Reads snapshot fields from a buffer.

@@ -284,12 +284,11 @@ impl MemoryState {
             w.fixed(hash.as_slice());
             w.bytes(code.original_byte_slice());
         }
-        // The account trie as one section, so loading decodes it beside the
-        // accounts.
-        let mut trie = Writer::default();
-        self.account_trie.write_snapshot(&mut trie);
-        w.bytes(&trie.out);
-        drop(trie);
+        // The account trie as one length-prefixed section, so loading decodes
+        // it beside the accounts.
+        let section = w.begin_section();
+        self.account_trie.write_snapshot(&mut w);
+        w.end_section(section);
         w.u64(self.accounts.len() as u64);
         for (address, stored) in &self.accounts {
             w.fixed(address.as_slice());

@@ -9,10 +9,7 @@ use crate::{engine::ExecutionEnv, state::BlockState};
 use alloy_eips::eip4788::{BEACON_ROOTS_ADDRESS, SYSTEM_ADDRESS};
 use alloy_primitives::B256;
 use alloy_trie::KECCAK_EMPTY;
-use revm::{
-    Context, DatabaseCommit, DatabaseRef, ExecuteEvm, MainBuilder, MainContext, SystemCallEvm,
-    context::result::EVMError,
-};
+use revm::{DatabaseCommit, DatabaseRef, ExecuteEvm, SystemCallEvm, context::result::EVMError};
 
 use crate::state::StateDiff;
 
@@ -40,11 +37,7 @@ pub fn beacon_root_contract_call<DB: DatabaseRef>(
         return Ok(StateDiff::default());
     }
     let mut overlay = BlockState::new(state);
-    let mut evm = Context::mainnet()
-        .with_cfg(env.cfg.clone())
-        .with_block(env.block.clone())
-        .with_db(&mut overlay)
-        .build_mainnet();
+    let mut evm = env.evm(&mut overlay);
     // A revert (impossible with the canonical code and a 32-byte input) leaves
     // no writes; only a failure of the EVM or the database stops the block.
     evm.system_call_one(BEACON_ROOTS_ADDRESS, parent_beacon_block_root.into()).map_err(

@@ -125,6 +125,21 @@ pub struct ExecutionEnv {
     pub block: BlockEnv,
 }
 
+impl ExecutionEnv {
+    /// A mainnet EVM for this block over `db`.
+    pub fn evm<DB: revm::Database>(
+        &self,
+        db: DB,
+    ) -> revm::handler::MainnetEvm<revm::handler::MainnetContext<DB>> {
+        use revm::{Context, MainBuilder, MainContext};
+        Context::mainnet()
+            .with_cfg(self.cfg.clone())
+            .with_block(self.block.clone())
+            .with_db(db)
+            .build_mainnet()
+    }
+}
+
 /// What happened to one transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxResult {

@@ -9,7 +9,7 @@ use crate::{
     tx::{RecoveredTx, tx_env},
 };
 use revm::{
-    Context, DatabaseRef, ExecuteCommitEvm, MainBuilder, MainContext,
+    DatabaseRef, ExecuteCommitEvm,
     context::result::{EVMError, InvalidTransaction},
 };
 
@@ -21,11 +21,7 @@ pub fn execute<DB: DatabaseRef>(
     policy: InvalidTxPolicy,
 ) -> Result<EngineOutput, EngineError<DB::Error>> {
     let mut overlay = BlockState::new(state);
-    let mut evm = Context::mainnet()
-        .with_cfg(env.cfg.clone())
-        .with_block(env.block.clone())
-        .with_db(&mut overlay)
-        .build_mainnet();
+    let mut evm = env.evm(&mut overlay);
 
     let mut gas = BlockGas::new(env.block.gas_limit);
     let mut results = Vec::with_capacity(transactions.len());

@@ -305,6 +305,9 @@ impl Store {
 
     /// All transactions of a block, in order, with receipts.
     pub async fn block_transactions(&self, number: u64) -> Result<Arc<[StoredTransaction]>> {
+        if let Some(body) = self.bodies.get(number) {
+            return Ok(body);
+        }
         let hash: Option<Vec<u8>> = sqlx::query_scalar("SELECT hash FROM blocks WHERE number = $1")
             .bind(to_i64(number))
             .fetch_optional(&self.pool)

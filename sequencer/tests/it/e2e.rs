@@ -188,11 +188,46 @@ async fn transaction_reaches_l1_and_the_chain_rederives_from_l1() {
     net.stop().await;
 }
 
+/// Verifies an `eth_getProof` account proof against `root` with alloy-trie:
+/// the leaf is the RLP of (nonce, balance, storage root, code hash), or
+/// absent when the account does not `exist`.
+fn verify_account_proof(
+    root: B256,
+    proof: &alloy::rpc::types::EIP1186AccountProofResponse,
+    exist: bool,
+) {
+    use alloy_trie::{Nibbles, TrieAccount, proof::verify_proof};
+    let leaf = exist.then(|| {
+        alloy::rlp::encode(TrieAccount {
+            nonce: proof.nonce,
+            balance: proof.balance,
+            storage_root: proof.storage_hash,
+            code_hash: proof.code_hash,
+        })
+    });
+    verify_proof(root, Nibbles::unpack(keccak256(proof.address)), leaf, &proof.account_proof)
+        .unwrap_or_else(|e| panic!("account proof of {}: {e}", proof.address));
+}
+
+/// Verifies the storage proofs of `keys` against the account's storage root.
+fn verify_storage_proofs(proof: &alloy::rpc::types::EIP1186AccountProofResponse, keys: &[B256]) {
+    use alloy_trie::{Nibbles, proof::verify_proof};
+    for (slot, storage) in keys.iter().zip(&proof.storage_proof) {
+        let expected = (!storage.value.is_zero()).then(|| alloy::rlp::encode(storage.value));
+        verify_proof(
+            proof.storage_hash,
+            Nibbles::unpack(keccak256(slot)),
+            expected,
+            &storage.proof,
+        )
+        .unwrap_or_else(|e| panic!("storage proof of {slot}: {e}"));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proofs_verify_against_the_state_root_with_alloy() {
     // alloy's own verifier, independent of the code that built the proofs.
     use alloy::consensus::constants::KECCAK_EMPTY;
-    use alloy_trie::{Nibbles, TrieAccount, proof::verify_proof};
     let net = TestNet::start(10).await;
     let (l2, signer) = net.l2_wallet(2);
     // Init code: SSTORE(0, 42), SSTORE(1, 7); runtime: one STOP byte.
@@ -218,36 +253,18 @@ async fn proofs_verify_against_the_state_root_with_alloy() {
 
     // Accounts: the proof's leaf is the RLP of (nonce, balance, storage root, code hash).
     for p in [&proof, &sender_proof] {
-        let account = TrieAccount {
-            nonce: p.nonce,
-            balance: p.balance,
-            storage_root: p.storage_hash,
-            code_hash: p.code_hash,
-        };
-        let key = Nibbles::unpack(keccak256(p.address));
-        verify_proof(root, key, Some(alloy::rlp::encode(account)), &p.account_proof)
-            .unwrap_or_else(|e| panic!("account proof of {}: {e}", p.address));
+        verify_account_proof(root, p, true);
     }
     assert_eq!(sender_proof.nonce, 1);
     assert_eq!(sender_proof.code_hash, KECCAK_EMPTY);
     // An absent account: the proof shows the key is not in the trie.
-    verify_proof(root, Nibbles::unpack(keccak256(absent)), None, &absent_proof.account_proof)
-        .expect("exclusion proof");
+    verify_account_proof(root, &absent_proof, false);
     assert_eq!(absent_proof.balance, U256::ZERO);
 
     // Storage: slots 0 and 1 hold 42 and 7, slot 2 is absent.
     let values: Vec<U256> = proof.storage_proof.iter().map(|s| s.value).collect();
     assert_eq!(values, [U256::from(42), U256::from(7), U256::ZERO]);
-    for (slot, storage) in keys.iter().zip(&proof.storage_proof) {
-        let expected = (!storage.value.is_zero()).then(|| alloy::rlp::encode(storage.value));
-        verify_proof(
-            proof.storage_hash,
-            Nibbles::unpack(keccak256(slot)),
-            expected,
-            &storage.proof,
-        )
-        .unwrap_or_else(|e| panic!("storage proof of {slot}: {e}"));
-    }
+    verify_storage_proofs(&proof, &keys);
 
     // Historical reads: before the deploy block there was no contract, and
     // at genesis the sender had its genesis balance and nonce 0.
@@ -293,45 +310,14 @@ async fn proofs_verify_against_the_state_root_with_alloy() {
             .state_root;
         let past =
             l2.get_proof(contract, keys.clone()).block_id(BlockId::number(at)).await.unwrap();
-        let leaf = exists.then(|| {
-            alloy::rlp::encode(TrieAccount {
-                nonce: past.nonce,
-                balance: past.balance,
-                storage_root: past.storage_hash,
-                code_hash: past.code_hash,
-            })
-        });
-        verify_proof(root, Nibbles::unpack(keccak256(contract)), leaf, &past.account_proof)
-            .unwrap_or_else(|e| panic!("proof of the contract at block {at}: {e}"));
+        verify_account_proof(root, &past, exists);
         let sender =
             l2.get_proof(signer.address(), vec![]).block_id(BlockId::number(at)).await.unwrap();
-        let leaf = alloy::rlp::encode(TrieAccount {
-            nonce: sender.nonce,
-            balance: sender.balance,
-            storage_root: sender.storage_hash,
-            code_hash: sender.code_hash,
-        });
-        verify_proof(
-            root,
-            Nibbles::unpack(keccak256(signer.address())),
-            Some(leaf),
-            &sender.account_proof,
-        )
-        .unwrap_or_else(|e| panic!("proof of the sender at block {at}: {e}"));
+        verify_account_proof(root, &sender, true);
         if exists {
             let values: Vec<U256> = past.storage_proof.iter().map(|s| s.value).collect();
             assert_eq!(values, [U256::from(42), U256::from(7), U256::ZERO]);
-            for (slot, storage) in keys.iter().zip(&past.storage_proof) {
-                let expected =
-                    (!storage.value.is_zero()).then(|| alloy::rlp::encode(storage.value));
-                verify_proof(
-                    past.storage_hash,
-                    Nibbles::unpack(keccak256(slot)),
-                    expected,
-                    &storage.proof,
-                )
-                .unwrap_or_else(|e| panic!("storage proof of {slot} at block {at}: {e}"));
-            }
+            verify_storage_proofs(&past, &keys);
         }
     }
 

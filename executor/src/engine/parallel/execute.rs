@@ -16,7 +16,7 @@ use crate::{
 };
 use alloy_primitives::{Address, U256};
 use revm::{
-    Context, DatabaseRef, ExecuteEvm, MainBuilder, MainContext,
+    DatabaseRef, ExecuteEvm,
     context::{ContextSetters, TxEnv, result::EVMError},
     handler::{Handler, MainnetContext, MainnetEvm},
     precompile::Precompiles,
@@ -99,11 +99,7 @@ impl<'a, DB: DatabaseRef> ExecContext<'a, DB> {
             reads: Vec::new(),
             latest_writer: None,
         };
-        Context::mainnet()
-            .with_cfg(self.env.cfg.clone())
-            .with_block(self.env.block.clone())
-            .with_db(view)
-            .build_mainnet()
+        self.env.evm(view)
     }
 
     /// Executes one incarnation of transaction `tx`. `writes` is the

@@ -1,10 +1,12 @@
-use alloy_consensus::{SignableTransaction, TxEip1559};
+use alloy_consensus::{Header, SignableTransaction, TxEip1559};
 use alloy_eips::Encodable2718;
 use alloy_primitives::{Address, B256, TxKind, U256};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use rollup_executor::{
-    ChainConfig, Engine, InvalidTxPolicy, ParentBlock, RecoveredTx, execute_block,
+    ChainConfig, Engine, InvalidTxPolicy, MemoryState, ParentBlock, RecoveredTx, SealedBlock,
+    block::ExecutedBlock,
+    execute_block,
     genesis::{ChainGenesis, funded_genesis},
 };
 use rollup_store::{NewTransaction, StoreError, testing::TestDatabase};
@@ -41,6 +43,34 @@ fn as_new(tx: &RecoveredTx) -> NewTransaction {
         raw: tx.inner().encoded_2718().into(),
         replaces: None,
     }
+}
+
+/// `txs` executed on `state` after the block `parent`/`parent_hash`.
+fn execute(
+    config: &ChainConfig,
+    state: &MemoryState,
+    parent: &Header,
+    parent_hash: B256,
+    timestamp: u64,
+    txs: Vec<RecoveredTx>,
+) -> ExecutedBlock {
+    let parent = ParentBlock { header: parent, hash: parent_hash };
+    execute_block(
+        config,
+        Engine::Sequential,
+        state,
+        parent,
+        timestamp,
+        txs,
+        InvalidTxPolicy::Reject,
+    )
+    .unwrap()
+}
+
+/// `executed` applied to `state` and sealed with the new root.
+fn seal(state: &mut MemoryState, executed: ExecutedBlock) -> SealedBlock {
+    state.apply(&executed.diff);
+    executed.seal(state.state_root())
 }
 
 #[tokio::test]
@@ -88,19 +118,8 @@ async fn block_commit_is_atomic_fenced_and_reloads_to_the_same_root() {
     db.store.insert_transactions(&txs.iter().map(as_new).collect::<Vec<_>>()).await.unwrap();
 
     let mut state = genesis.state.clone();
-    let parent = ParentBlock { header: &genesis.header, hash: genesis.hash };
-    let executed = execute_block(
-        &config,
-        Engine::Sequential,
-        &state,
-        parent,
-        1_001,
-        txs.clone(),
-        InvalidTxPolicy::Skip,
-    )
-    .unwrap();
-    state.apply(&executed.diff);
-    let block = executed.seal(state.state_root());
+    let executed = execute(&config, &state, &genesis.header, genesis.hash, 1_001, txs.clone());
+    let block = seal(&mut state, executed);
     let senders = vec![signer.address(); 2];
     db.store.commit_block(&block, &senders, &[]).await.unwrap();
 
@@ -172,23 +191,12 @@ async fn a_diff_that_disagrees_with_the_head_state_tables_never_reaches_them() {
     let (config, signer, genesis) = chain();
     db.store.init_genesis(config.chain_id, &genesis).await.unwrap();
     let mut state = genesis.state.clone();
-    let parent = ParentBlock { header: &genesis.header, hash: genesis.hash };
     let tx = transfer(&config, &signer, 0);
-    let mut executed = execute_block(
-        &config,
-        Engine::Sequential,
-        &state,
-        parent,
-        1_001,
-        vec![tx],
-        InvalidTxPolicy::Skip,
-    )
-    .unwrap();
+    let mut executed = execute(&config, &state, &genesis.header, genesis.hash, 1_001, vec![tx]);
     // Claim the fresh recipient existed before the block: the update finds no row.
     let recipient = executed.diff.accounts.get_mut(&Address::repeat_byte(0xbb)).unwrap();
     recipient.before = recipient.after;
-    state.apply(&executed.diff);
-    let block = executed.seal(state.state_root());
+    let block = seal(&mut state, executed);
     db.store.commit_block(&block, &[signer.address()], &[]).await.unwrap();
     let err = db.store.advance_state_checkpoint(64).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
@@ -204,20 +212,9 @@ async fn a_state_snapshot_loads_without_the_tables_and_replays_later_blocks() {
     let mut state = genesis.state.clone();
     let (mut header, mut hash) = (genesis.header.clone(), genesis.hash);
     for nonce in 0..2 {
-        let parent = ParentBlock { header: &header, hash };
         let tx = transfer(&config, &signer, nonce);
-        let executed = execute_block(
-            &config,
-            Engine::Sequential,
-            &state,
-            parent,
-            1_001 + nonce,
-            vec![tx],
-            InvalidTxPolicy::Reject,
-        )
-        .unwrap();
-        state.apply(&executed.diff);
-        let block = executed.seal(state.state_root());
+        let executed = execute(&config, &state, &header, hash, 1_001 + nonce, vec![tx]);
+        let block = seal(&mut state, executed);
         db.store.commit_block(&block, &[signer.address()], &[]).await.unwrap();
         if nonce == 0 {
             db.store.save_state_snapshot(1, &state.encode_snapshot()).await.unwrap();
@@ -247,20 +244,9 @@ async fn transactions_stored_in_the_old_layout_move_into_bodies() {
     let (config, signer, genesis) = chain();
     db.store.init_genesis(config.chain_id, &genesis).await.unwrap();
     let mut state = genesis.state.clone();
-    let parent = ParentBlock { header: &genesis.header, hash: genesis.hash };
     let txs: Vec<_> = (0..3).map(|n| transfer(&config, &signer, n)).collect();
-    let executed = execute_block(
-        &config,
-        Engine::Sequential,
-        &state,
-        parent,
-        1_001,
-        txs,
-        InvalidTxPolicy::Reject,
-    )
-    .unwrap();
-    state.apply(&executed.diff);
-    let block = executed.seal(state.state_root());
+    let executed = execute(&config, &state, &genesis.header, genesis.hash, 1_001, txs);
+    let block = seal(&mut state, executed);
     db.store.commit_block(&block, &[signer.address(); 3], &[]).await.unwrap();
     let expected = db.store.block_transactions(1).await.unwrap();
 
