@@ -502,18 +502,21 @@ struct OverlayAccount {
 pub struct BlockState<'a, DB> {
     base: &'a DB,
     accounts: HashMap<Address, OverlayAccount>,
-    code: BTreeMap<B256, Bytes>,
+    /// Code of the accounts committed so far, as revm loaded it: analysed
+    /// once (jump table included), so a contract called again in the block
+    /// is not analysed again.
+    code: HashMap<B256, Bytecode>,
 }
 
 impl<'a, DB: DatabaseRef> BlockState<'a, DB> {
     /// An empty overlay over `base`.
     pub fn new(base: &'a DB) -> Self {
-        Self { base, accounts: HashMap::default(), code: BTreeMap::new() }
+        Self { base, accounts: HashMap::default(), code: HashMap::default() }
     }
 
     /// The diff of everything committed so far against the base snapshot.
     pub fn into_diff(self) -> Result<StateDiff, DB::Error> {
-        let mut diff = StateDiff { accounts: BTreeMap::new(), code: self.code };
+        let mut diff = StateDiff { accounts: BTreeMap::new(), code: BTreeMap::new() };
         for (address, account) in self.accounts {
             let before = self.base.basic_ref(address)?.map(|i| BasicAccount::from_info(&i));
             let mut storage = BTreeMap::new();
@@ -538,7 +541,7 @@ impl<'a, DB: DatabaseRef> BlockState<'a, DB> {
         }
         // Only code the block deployed: the overlay also holds the code of
         // every contract the block called.
-        let deployed: std::collections::BTreeSet<B256> = diff
+        let deployed: Vec<B256> = diff
             .accounts
             .values()
             .filter_map(|change| {
@@ -546,7 +549,11 @@ impl<'a, DB: DatabaseRef> BlockState<'a, DB> {
                 (change.before.map(|b| b.code_hash) != Some(after)).then_some(after)
             })
             .collect();
-        diff.code.retain(|hash, _| deployed.contains(hash));
+        for hash in deployed {
+            if let Some(code) = self.code.get(&hash) {
+                diff.code.insert(hash, code.original_bytes());
+            }
+        }
         Ok(diff)
     }
 
@@ -602,7 +609,7 @@ impl<'a, DB: DatabaseRef> BlockState<'a, DB> {
         if let Some(code) = &info.code
             && !code.is_empty()
         {
-            self.code.entry(info.code_hash).or_insert_with(|| code.original_bytes());
+            self.code.entry(info.code_hash).or_insert_with(|| code.clone());
         }
         entry.info = Some(BasicAccount::from_info(info));
         for (slot, present, changed) in storage {
@@ -659,7 +666,7 @@ impl<DB: DatabaseRef> Database for BlockState<'_, DB> {
 
     fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, Self::Error> {
         match self.code.get(&code_hash) {
-            Some(code) => Ok(Bytecode::new_raw(code.clone())),
+            Some(code) => Ok(code.clone()),
             None => self.base.code_by_hash_ref(code_hash),
         }
     }
