@@ -94,6 +94,7 @@ fn round(x: f64) -> f64 {
 }
 
 fn main() {
+    rollup_executor::allocator::tune_mimalloc();
     // `cargo bench` passes `--bench`; there are no other arguments.
     let txs = env_or("BENCH_TXS", 10_000usize);
     let runs = env_or("BENCH_RUNS", 7usize).max(1);

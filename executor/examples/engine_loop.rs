@@ -24,6 +24,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 fn main() {
+    rollup_executor::allocator::tune_mimalloc();
     let name: String = env_or("W", "raw".to_string());
     let iterations: usize = env_or("N", 30);
     let threads: usize = env_or("T", 1);

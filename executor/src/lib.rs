@@ -13,6 +13,7 @@
 //!   parallel).
 //! - [`block`]: executes an ordered list of transactions into a block.
 //! - [`tx`]: signed transactions into revm's `TxEnv`.
+//! - [`allocator`]: settings of the mimalloc allocator the binaries use.
 //! - [`workload`]: synthetic blocks over the compiled test contracts, for
 //!   differential tests and benchmarks.
 //!
@@ -26,6 +27,7 @@
 //! assert_eq!(chain.header.number, 0);
 //! ```
 
+pub mod allocator;
 pub mod block;
 pub mod config;
 mod diff_codec;

@@ -168,6 +168,7 @@ enum ExecutorKind {
 
 #[tokio::main]
 async fn main() -> eyre::Result<()> {
+    rollup_executor::allocator::tune_mimalloc();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
