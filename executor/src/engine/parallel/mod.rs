@@ -106,12 +106,14 @@ pub fn execute<DB: DatabaseRef + Sync>(
     let Run { outputs, .. } = run;
     let outputs: Option<Vec<TxOutput>> =
         outputs.into_iter().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect();
-    // The multi-version memory is freed on the pool, in the background.
-    pool.spawn(move || drop((memory, code)));
     let Some(outputs) = outputs else {
         return Err(EngineError::Evm("parallel engine left a transaction unexecuted".into()));
     };
-    match finalize::finalize(env, state, transactions, outputs, policy, &pool) {
+    let finalized = finalize::finalize(env, state, transactions, outputs, policy, &pool);
+    // The multi-version memory is freed on the pool, in the background,
+    // once finalization no longer needs every worker.
+    pool.spawn(move || drop((memory, code)));
+    match finalized {
         Ok(output) => Ok(output),
         Err(finalize::Fallback::Error(e)) => Err(e),
         Err(finalize::Fallback::Sequential) => {
