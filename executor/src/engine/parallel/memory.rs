@@ -20,13 +20,26 @@
 //! the re-execution instead of reading a value that is about to change.
 //! Validation is by value: a transaction's read is still valid if reading the
 //! same location again yields the same value.
+//!
+//! The block's beneficiary is credited a fee by nearly every transaction:
+//! kept in its one version list, those credits would make every
+//! transaction take the same lock and move the same cache lines between
+//! cores. Its credits are kept instead in [`FEE_STRIPES`] lists chosen by
+//! transaction index, each on its own cache line (consecutive transactions,
+//! which run at the same time, use different ones); its absolute writes
+//! stay in its own list. A reader of its balance (rare: a transaction that
+//! pays it, or checks it) sums the credits of every stripe above the latest
+//! absolute write.
 
 use super::TxIdx;
 use alloy_primitives::map::HashSet;
 use alloy_primitives::{Address, B256, U256, map::DefaultHashBuilder};
 use dashmap::DashMap;
 use smallvec::SmallVec;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{
+    Mutex, MutexGuard,
+    atomic::{AtomicBool, Ordering},
+};
 
 /// One independently versioned piece of state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -170,23 +183,80 @@ enum BalanceScan {
     Found(Option<U256>, Option<U256>, TxIdx),
 }
 
-impl BalanceScan {
-    fn of(versions: &Versions, tx: TxIdx) -> Self {
-        let mut sum = Some(U256::ZERO);
-        let mut latest = None;
+/// A balance read in progress, over one or more version lists.
+struct BalanceSum {
+    /// The latest absolute value below the reader, and its writer.
+    set: Option<(TxIdx, U256)>,
+    /// The credits above it (`None`: they overflow).
+    credits: Option<U256>,
+    /// The latest writer seen.
+    latest: Option<TxIdx>,
+    /// An estimate above the latest absolute value.
+    blocked: Option<TxIdx>,
+}
+
+impl BalanceSum {
+    const fn new() -> Self {
+        Self { set: None, credits: Some(U256::ZERO), latest: None, blocked: None }
+    }
+
+    /// The account's own versions below `tx`, down to the latest absolute
+    /// value.
+    fn own(&mut self, versions: &Versions, tx: TxIdx) {
         for (i, entry) in versions.below(tx) {
-            let latest = *latest.get_or_insert(*i);
+            self.latest = self.latest.max(Some(*i));
             match entry {
-                Entry::Estimate => return Self::Blocked(*i),
-                Entry::Value(Write::SetBalance(v)) => return Self::Found(Some(*v), sum, latest),
-                Entry::Value(Write::AddBalance(d)) => sum = sum.and_then(|s| s.checked_add(*d)),
+                Entry::Estimate => {
+                    self.blocked = Some(*i);
+                    return;
+                }
+                Entry::Value(Write::SetBalance(v)) => {
+                    self.set = Some((*i, *v));
+                    return;
+                }
+                Entry::Value(Write::AddBalance(d)) => self.add(*d),
                 Entry::Value(_) => unreachable!("balance location holds balance writes"),
             }
         }
-        match latest {
-            None => Self::Base,
-            Some(latest) => Self::Found(None, sum, latest),
+    }
+
+    /// A list of credits only (a fee stripe): those below `tx` and above
+    /// the latest absolute value.
+    fn credits(&mut self, versions: &Versions, tx: TxIdx) {
+        let floor = self.set.map(|(i, _)| i);
+        for (i, entry) in versions.below(tx) {
+            if floor.is_some_and(|floor| *i <= floor) {
+                return;
+            }
+            self.latest = self.latest.max(Some(*i));
+            match entry {
+                Entry::Estimate => self.blocked = self.blocked.max(Some(*i)),
+                Entry::Value(Write::AddBalance(d)) => self.add(*d),
+                Entry::Value(_) => unreachable!("fee stripes hold credits"),
+            }
         }
+    }
+
+    fn add(&mut self, amount: U256) {
+        self.credits = self.credits.and_then(|sum| sum.checked_add(amount));
+    }
+
+    fn scan(self) -> BalanceScan {
+        if let Some(i) = self.blocked {
+            return BalanceScan::Blocked(i);
+        }
+        match self.latest {
+            None => BalanceScan::Base,
+            Some(latest) => BalanceScan::Found(self.set.map(|(_, v)| v), self.credits, latest),
+        }
+    }
+}
+
+impl BalanceScan {
+    fn of(versions: &Versions, tx: TxIdx) -> Self {
+        let mut sum = BalanceSum::new();
+        sum.own(versions, tx);
+        sum.scan()
     }
 
     fn finish<E>(self, base: impl FnOnce() -> Result<U256, E>) -> Result<Read<U256>, E> {
@@ -208,9 +278,22 @@ impl BalanceScan {
     }
 }
 
+/// Number of lists the beneficiary's fee credits are spread over.
+pub(crate) const FEE_STRIPES: usize = 16;
+
+/// One list of fee credits, alone on its cache line(s).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct FeeStripe(Mutex<Versions>);
+
 /// The multi-version memory of one block.
 #[derive(Debug)]
 pub(crate) struct MvMemory {
+    /// The block's beneficiary (its credits are in `fees`).
+    beneficiary: Address,
+    /// The beneficiary's balance credits, by transaction index modulo
+    /// [`FEE_STRIPES`].
+    fees: Box<[FeeStripe]>,
     /// Each account's `Basic`, `Balance` and `Clear` versions.
     accounts: DashMap<Address, AccountVersions, DefaultHashBuilder>,
     /// Each slot's versions.
@@ -223,10 +306,12 @@ pub(crate) struct MvMemory {
 }
 
 impl MvMemory {
-    /// Memory for a block of `len` transactions.
-    pub(crate) fn new(len: usize, workers: usize) -> Self {
+    /// Memory for a block of `len` transactions paying `beneficiary`.
+    pub(crate) fn new(len: usize, workers: usize, beneficiary: Address) -> Self {
         let shards = (workers.max(1) * 16).next_power_of_two().max(4);
         Self {
+            beneficiary,
+            fees: (0..FEE_STRIPES).map(|_| FeeStripe::default()).collect(),
             accounts: DashMap::with_capacity_and_hasher_and_shard_amount(
                 len * 2,
                 DefaultHashBuilder::default(),
@@ -241,8 +326,17 @@ impl MvMemory {
         }
     }
 
-    /// Applies `f` to the versions of `location` if it has any.
-    fn update(&self, location: &Location, f: impl FnOnce(&mut Versions)) {
+    /// The fee stripe of transaction `tx`.
+    fn fees(&self, tx: TxIdx) -> MutexGuard<'_, Versions> {
+        self.fees[tx % FEE_STRIPES].0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies `f` to the versions of `location` if it has any (for the
+    /// beneficiary's balance, to its own list and to `tx`'s fee stripe).
+    fn update(&self, location: &Location, tx: TxIdx, f: impl Fn(&mut Versions)) {
+        if *location == Location::Balance(self.beneficiary) {
+            f(&mut self.fees(tx));
+        }
         match location {
             Location::Storage(address, slot) => {
                 if let Some(mut versions) = self.slots.get_mut(&(*address, *slot)) {
@@ -272,6 +366,11 @@ impl MvMemory {
         let mut account = None;
         for (location, write) in writes {
             let entry = Entry::Value(*write);
+            if *location == Location::Balance(self.beneficiary) {
+                account = None;
+                self.record_beneficiary_balance(tx, *write, previous);
+                continue;
+            }
             if let Location::Storage(address, slot) = location {
                 account = None;
                 self.slots.entry((*address, *slot)).or_default().insert(tx, entry);
@@ -311,15 +410,53 @@ impl MvMemory {
             )
         };
         for location in stale {
-            self.update(&location, |versions| versions.remove(tx));
+            self.update(&location, tx, |versions| versions.remove(tx));
         }
         wrote_new
+    }
+
+    /// Records a write to the beneficiary's balance: a credit in `tx`'s fee
+    /// stripe, an absolute value in its own list; a previous incarnation's
+    /// write of the other kind is removed.
+    fn record_beneficiary_balance(&self, tx: TxIdx, write: Write, previous: &[(Location, Write)]) {
+        let location = Location::Balance(self.beneficiary);
+        let before = previous.iter().find(|(l, _)| *l == location).map(|(_, w)| w);
+        if let Write::AddBalance(_) = write {
+            self.fees(tx).insert(tx, Entry::Value(write));
+            if let Some(Write::SetBalance(_)) = before
+                && let Some(mut account) = self.accounts.get_mut(&self.beneficiary)
+            {
+                account.balance.remove(tx);
+            }
+        } else {
+            self.accounts
+                .entry(self.beneficiary)
+                .or_default()
+                .balance
+                .insert(tx, Entry::Value(write));
+            if let Some(Write::AddBalance(_)) = before {
+                self.fees(tx).remove(tx);
+            }
+        }
+    }
+
+    /// The beneficiary's balance below `tx`: its own list (`own`, absent if
+    /// it has none), then every fee stripe's credits above the latest
+    /// absolute value.
+    fn beneficiary_balance(&self, own: BalanceSum, tx: TxIdx) -> BalanceScan {
+        let mut sum = own;
+        if sum.blocked.is_none() {
+            for stripe in self.fees.iter() {
+                sum.credits(&stripe.0.lock().unwrap_or_else(|e| e.into_inner()), tx);
+            }
+        }
+        sum.scan()
     }
 
     /// Turns an aborted incarnation's writes into estimates.
     pub(crate) fn mark_estimates(&self, tx: TxIdx, writes: &[(Location, Write)]) {
         for (location, _) in writes {
-            self.update(location, |versions| {
+            self.update(location, tx, |versions| {
                 if let Some(entry) = versions.get_mut(tx) {
                     *entry = Entry::Estimate;
                 }
@@ -343,6 +480,10 @@ impl MvMemory {
         tx: TxIdx,
         base: impl FnOnce() -> Result<U256, E>,
     ) -> Result<Read<U256>, E> {
+        if address == self.beneficiary {
+            let own = self.beneficiary_own(tx);
+            return self.beneficiary_balance(own, tx).finish(base);
+        }
         let scan = match self.accounts.get(&address) {
             Some(account) => BalanceScan::of(&account.balance, tx),
             None => return Ok(Read::Base),
@@ -358,6 +499,11 @@ impl MvMemory {
         tx: TxIdx,
         base: impl FnOnce() -> Result<U256, E>,
     ) -> Result<(Read<Option<AccountCore>>, Read<U256>), E> {
+        if address == self.beneficiary {
+            let basic = self.read_basic(address, tx);
+            let own = self.beneficiary_own(tx);
+            return Ok((basic, self.beneficiary_balance(own, tx).finish(base)?));
+        }
         let (basic, scan) = match self.accounts.get(&address) {
             Some(account) => {
                 (basic_read(&account.basic, tx), BalanceScan::of(&account.balance, tx))
@@ -365,6 +511,16 @@ impl MvMemory {
             None => return Ok((Read::Base, Read::Base)),
         };
         Ok((basic, scan.finish(base)?))
+    }
+
+    /// The beneficiary's own balance list below `tx` (its lock released
+    /// before any fee stripe is locked).
+    fn beneficiary_own(&self, tx: TxIdx) -> BalanceSum {
+        let mut sum = BalanceSum::new();
+        if let Some(account) = self.accounts.get(&self.beneficiary) {
+            sum.own(&account.balance, tx);
+        }
+        sum
     }
 
     /// Reads a storage slot, honouring storage wipes.
@@ -420,7 +576,7 @@ mod tests {
 
     #[test]
     fn balance_credits_sum_in_order_on_the_latest_absolute_value() {
-        let mv = MvMemory::new(5, 1);
+        let mv = MvMemory::new(5, 1, Address::ZERO);
         mv.record(1, &[(Location::Balance(A), Write::AddBalance(U256::from(5)))], &[]);
         mv.record(2, &[(Location::Balance(A), Write::SetBalance(U256::from(10)))], &[]);
         let third = [(Location::Balance(A), Write::AddBalance(U256::from(1)))];
@@ -434,8 +590,44 @@ mod tests {
     }
 
     #[test]
+    fn beneficiary_credits_in_stripes_sum_above_its_latest_absolute_value() {
+        let mv = MvMemory::new(40, 2, A);
+        let fee = |tx: TxIdx| [(Location::Balance(A), Write::AddBalance(U256::from(tx)))];
+        // Credits from many transactions, over every stripe.
+        for tx in 1..=20 {
+            assert!(mv.record(tx, &fee(tx), &[]));
+        }
+        assert_eq!(balance(&mv, 0), Read::Base);
+        assert_eq!(balance(&mv, 1), Read::Base);
+        assert_eq!(balance(&mv, 5), Read::Value(U256::from(100 + 1 + 2 + 3 + 4), 4));
+        assert_eq!(balance(&mv, 21), Read::Value(U256::from(100 + 210), 20));
+        // An absolute value hides the credits below it, not those above.
+        let set = [(Location::Balance(A), Write::SetBalance(U256::from(7)))];
+        assert!(!mv.record(10, &set, &fee(10)));
+        assert_eq!(balance(&mv, 10), Read::Value(U256::from(100 + 45), 9));
+        assert_eq!(balance(&mv, 12), Read::Value(U256::from(7 + 11), 11));
+        let core = mv.read_account(A, 12, || Ok::<_, Infallible>(U256::from(100))).unwrap();
+        assert_eq!(core, (Read::Base, Read::Value(U256::from(18), 11)));
+        // Back to a credit: the absolute value leaves its list.
+        assert!(!mv.record(10, &fee(10), &set));
+        assert_eq!(balance(&mv, 12), Read::Value(U256::from(100 + 66), 11));
+        // An aborted credit blocks readers above it; a new incarnation
+        // without it removes it.
+        mv.mark_estimates(3, &fee(3));
+        assert_eq!(balance(&mv, 3), Read::Value(U256::from(103), 2));
+        assert_eq!(balance(&mv, 4), Read::Blocked(3));
+        assert!(!mv.record(3, &[], &fee(3)));
+        assert_eq!(balance(&mv, 4), Read::Value(U256::from(103), 2));
+        // Other accounts' credits stay in their own lists.
+        let other = Address::repeat_byte(0xbb);
+        mv.record(30, &[(Location::Balance(other), Write::AddBalance(U256::from(1)))], &[]);
+        let read = mv.read_balance(other, 31, || Ok::<_, Infallible>(U256::ZERO)).unwrap();
+        assert_eq!(read, Read::Value(U256::from(1), 30));
+    }
+
+    #[test]
     fn a_wipe_hides_earlier_slot_writes_and_rewrites_drop_stale_locations() {
-        let mv = MvMemory::new(4, 1);
+        let mv = MvMemory::new(4, 1, Address::ZERO);
         let slot = U256::from(7);
         assert!(mv.record(0, &[(Location::Storage(A, slot), Write::Storage(U256::from(3)))], &[]));
         let wipe = [(Location::Clear(A), Write::Clear)];

@@ -72,7 +72,7 @@ pub fn execute<DB: DatabaseRef + Sync>(
 ) -> Result<EngineOutput, EngineError<DB::Error>> {
     let pool = pool(threads);
     let workers = pool.current_num_threads();
-    let memory = MvMemory::new(transactions.len(), workers);
+    let memory = MvMemory::new(transactions.len(), workers, env.block.beneficiary);
     let code = view::NewCode::default();
     let spec = PrecompileSpecId::from_spec_id(env.cfg.spec);
     let ctx = ExecContext {
