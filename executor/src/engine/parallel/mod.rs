@@ -46,6 +46,7 @@ use revm::{
     precompile::{PrecompileSpecId, Precompiles},
 };
 use scheduler::{Scheduler, Task, Version};
+use smallvec::SmallVec;
 use std::{
     collections::HashMap,
     sync::{
@@ -278,13 +279,30 @@ impl<'a, DB: DatabaseRef + Sync> Run<'a, DB> {
                         self.outputs[version.tx].lock().unwrap_or_else(|e| e.into_inner());
                     let previous = slot.as_ref().map_or(&[][..], |o| &o.writes[..]);
                     let wrote_new = self.ctx.memory.record(version.tx, &output.writes, previous);
+                    let new: SmallVec<[Location; 8]> = if wrote_new {
+                        let old = |l: &Location| previous.iter().any(|(p, _)| p == l);
+                        output.writes.iter().map(|(l, _)| *l).filter(|l| !old(l)).collect()
+                    } else {
+                        SmallVec::new()
+                    };
                     let previous = slot.replace(output);
                     drop(slot);
                     drop(previous);
-                    return self.scheduler.finish_execution(version, wrote_new);
+                    return self.scheduler.finish_execution(version, |end| {
+                        !new.is_empty() && self.read_by_any(version.tx + 1..end, &new)
+                    });
                 }
             }
         }
+    }
+
+    /// Whether a transaction of `txs` whose output is in read any of
+    /// `locations`.
+    fn read_by_any(&self, txs: std::ops::Range<TxIdx>, locations: &[Location]) -> bool {
+        txs.into_iter().any(|tx| {
+            let output = self.outputs[tx].lock().unwrap_or_else(|e| e.into_inner());
+            output.as_ref().is_some_and(|o| view::reads_any(&o.reads, locations))
+        })
     }
 
     fn validate(&self, version: Version) -> Option<Task> {

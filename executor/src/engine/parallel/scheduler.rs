@@ -220,7 +220,24 @@ impl Scheduler {
 
     /// Marks an incarnation executed; returns a validation task for it if it
     /// can be validated right away.
-    pub(crate) fn finish_execution(&self, version: Version, wrote_new: bool) -> Option<Task> {
+    ///
+    /// If validation has already passed the transaction, the paper sends it
+    /// back to the transaction whenever the incarnation wrote a location the
+    /// previous one did not (a higher transaction validated meanwhile may
+    /// have read that location below it). `affects_validated(end)` narrows
+    /// that down: it says whether a transaction in `tx + 1..end` that has
+    /// an output read any of the new locations; if none did, only this
+    /// transaction is validated. (One whose output is not there yet has not
+    /// finished executing: it is validated after it finishes, and then
+    /// reads the new writes.) Without the narrowing, the first transaction
+    /// of a block, slower than the next ones (cold caches), sends back
+    /// every transaction validated while it ran: about 0.9 extra
+    /// validations per transaction of an independent block at two threads.
+    pub(crate) fn finish_execution(
+        &self,
+        version: Version,
+        affects_validated: impl FnOnce(TxIdx) -> bool,
+    ) -> Option<Task> {
         let tx = version.tx;
         let deps = {
             let mut deps = lock(&self.txs[tx].dependencies);
@@ -233,8 +250,9 @@ impl Scheduler {
             }
             self.decrease_execution_idx(min);
         }
-        if self.validation_idx.load(Ordering::SeqCst) > tx {
-            if wrote_new {
+        let validated = self.validation_idx.load(Ordering::SeqCst);
+        if validated > tx {
+            if affects_validated(validated.min(self.len)) {
                 self.decrease_validation_idx(tx);
             } else {
                 return Some(Task::Validate(version));
@@ -285,7 +303,7 @@ mod tests {
             let Some(current) = task.take().or_else(|| scheduler.next_task()) else { continue };
             log.push(current);
             task = match current {
-                Task::Execute(v) => scheduler.finish_execution(v, true),
+                Task::Execute(v) => scheduler.finish_execution(v, |_| true),
                 Task::Validate(v) => scheduler.finish_validation(v.tx, false),
             };
         }
@@ -299,7 +317,7 @@ mod tests {
     fn an_abort_schedules_the_next_incarnation() {
         let scheduler = Scheduler::new(1);
         let Some(Task::Execute(v)) = scheduler.next_task() else { panic!("expected execution") };
-        assert_eq!(scheduler.finish_execution(v, true), None);
+        assert_eq!(scheduler.finish_execution(v, |_| true), None);
         let Some(Task::Validate(v)) = scheduler.next_task() else { panic!("expected validation") };
         assert!(scheduler.try_validation_abort(v));
         assert_eq!(

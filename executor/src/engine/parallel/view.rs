@@ -9,7 +9,7 @@
 
 use super::{
     TxIdx,
-    memory::{AccountCore, MvMemory, Read},
+    memory::{AccountCore, Location, MvMemory, Read},
 };
 use crate::state::BasicAccount;
 use alloy_primitives::{Address, B256, U256, map::DefaultHashBuilder};
@@ -220,6 +220,22 @@ pub(crate) fn validate<DB: DatabaseRef>(
         i += 1;
     }
     true
+}
+
+/// Whether a read set read any of `locations` (a storage wipe counts as a
+/// write to every slot of its account).
+pub(crate) fn reads_any(reads: &[ReadRecord], locations: &[Location]) -> bool {
+    reads.iter().any(|read| {
+        locations.iter().any(|location| match (*read, *location) {
+            (ReadRecord::Basic(a, ..), Location::Basic(b))
+            | (ReadRecord::Balance(a, ..), Location::Balance(b))
+            | (ReadRecord::Storage(a, ..), Location::Clear(b)) => a == b,
+            (ReadRecord::Storage(a, slot, ..), Location::Storage(b, written)) => {
+                a == b && slot == written
+            }
+            _ => false,
+        })
+    })
 }
 
 /// The account revm sees for existence/nonce/code `core` and `balance`: the
