@@ -1,6 +1,8 @@
 //! `make bench-executor`: sequential against parallel execution of the
 //! benchmark workloads, with 1 and 2 threads, and the machine's ceiling (the
-//! block split in two halves, each run sequentially on its own thread).
+//! block split in two halves, each run sequentially on its own thread: two
+//! long-lived threads, like the parallel engine's pool, so that neither
+//! pays for a fresh thread and heap in every run).
 //!
 //! Prints one JSON line per workload and thread count. Execution only:
 //! senders are recovered up front, no state root or receipts root.
@@ -39,18 +41,28 @@ fn run(engine: Engine, w: &Workload) -> (Duration, EngineOutput) {
     (start.elapsed(), out)
 }
 
-fn ceiling_run(a: &Workload, b: &Workload) -> Duration {
+/// Two threads that run one half of a block each, with no coordination.
+fn ceiling_pool() -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .thread_name(|i| format!("ceiling-{i}"))
+        .stack_size(64 * 1024 * 1024)
+        .build()
+        .expect("building the ceiling's threads")
+}
+
+fn ceiling_run(pool: &rayon::ThreadPool, a: &Workload, b: &Workload) -> Duration {
     let start = Instant::now();
-    std::thread::scope(|s| {
-        let left = s.spawn(|| sequential::execute(&a.env, &a.state, &a.txs, InvalidTxPolicy::Skip));
-        let right = sequential::execute(&b.env, &b.state, &b.txs, InvalidTxPolicy::Skip);
-        left.join().expect("half runs").expect("executes");
-        right.expect("executes");
-    });
+    let (left, right) = pool.join(
+        || sequential::execute(&a.env, &a.state, &a.txs, InvalidTxPolicy::Skip),
+        || sequential::execute(&b.env, &b.state, &b.txs, InvalidTxPolicy::Skip),
+    );
+    left.expect("executes");
+    right.expect("executes");
     start.elapsed()
 }
 
-fn bench(w: &Workload, runs: usize, threads: &[usize]) {
+fn bench(w: &Workload, runs: usize, threads: &[usize], pool: &rayon::ThreadPool) {
     let (_, reference) = run(Engine::Sequential, w);
     let gas = w.total_gas(&reference.results);
     let (left, right) = w.split(w.txs.len() / 2);
@@ -64,7 +76,7 @@ fn bench(w: &Workload, runs: usize, threads: &[usize]) {
             assert!(out == reference, "{}: parallel output differs from sequential", w.name);
             parallel[i].push(elapsed);
         }
-        ceiling.push(ceiling_run(&left, &right));
+        ceiling.push(ceiling_run(pool, &left, &right));
     }
     let sequential_ms = median(sequential);
     let ceiling_speedup = sequential_ms / median(ceiling);
@@ -119,9 +131,10 @@ fn main() {
         ("transfer_hotspot_100pct".into(), Box::new(move || Workload::transfer_hotspot(txs, 100))),
         ("dependent_chain".into(), Box::new(move || Workload::dependent_chain(txs))),
     ];
+    let pool = ceiling_pool();
     for (name, make) in workloads {
         if name.contains(&only) {
-            bench(&make(), runs, &threads);
+            bench(&make(), runs, &threads, &pool);
         }
     }
 }
