@@ -23,6 +23,24 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay` (`mimalloc.h` of the bundled v3: the
+/// option after `mi_option_deprecated_eager_commit_delay`; libmimalloc-sys
+/// names no constant for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+/// How long freed memory stays mapped before mimalloc returns it to the OS.
+/// The default (1 s) is shorter than the node's allocation cycles (block
+/// bodies, batches, executor memory every 250 ms to a few seconds), so under
+/// load the same pages were returned and faulted in again, each fault zeroing
+/// a transparent huge page: 10-13% of the node's CPU under ingress load and
+/// 20,000 page faults per 30,000 transactions. Idle memory is still returned.
+const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
+
+fn tune_allocator() {
+    // SAFETY: sets a process-wide option; mimalloc reads it when it decides
+    // whether to purge, and any value is valid.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "rollup-node", version, about = "Optimistic rollup sequencer node")]
 struct Cli {
@@ -168,6 +186,7 @@ enum ExecutorKind {
 
 #[tokio::main]
 async fn main() -> eyre::Result<()> {
+    tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
