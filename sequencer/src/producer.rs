@@ -215,7 +215,7 @@ impl BlockProducer {
     async fn save_snapshot(&mut self) {
         let started = Instant::now();
         let state = &mut self.state;
-        let snapshot = tokio::task::block_in_place(|| state.encode_snapshot());
+        let snapshot = off_the_runtime(|| state.encode_snapshot());
         let encoded_at = started.elapsed();
         match self.store.save_state_snapshot(self.head.number, &snapshot).await {
             Ok(()) => tracing::info!(
@@ -271,13 +271,13 @@ impl BlockProducer {
             .map_err(|e| ProducerError::Execution(e.to_string()))
         };
         let check = self.executor.verify.then(|| candidates.clone());
-        let executed = execute(self.executor.engine, candidates)?;
+        let executed = off_the_runtime(|| execute(self.executor.engine, candidates))?;
         if let Some(candidates) = check {
             let other = match self.executor.engine {
                 Engine::Sequential => Engine::parallel_forced(0),
                 _ => Engine::Sequential,
             };
-            let again = execute(other, candidates)?;
+            let again = off_the_runtime(|| execute(other, candidates))?;
             if let Some(what) = first_difference(&executed, &again) {
                 return Err(ProducerError::ExecutorMismatch {
                     number: executed.header.number,
@@ -300,8 +300,12 @@ impl BlockProducer {
         }
         let executed_at = started.elapsed();
         self.state_matches_head = false;
-        self.state.apply(&executed.diff);
-        let mut sealed = executed.seal(self.state.state_root());
+        let state = &mut self.state;
+        let root = off_the_runtime(|| {
+            state.apply(&executed.diff);
+            state.state_root()
+        });
+        let mut sealed = executed.seal(root);
         let rooted_at = started.elapsed();
         let senders: Vec<Address> = sealed.block.transactions.iter().map(|t| t.signer()).collect();
         if let Err(error) = self.store.commit_block(&sealed, &senders, &dropped).await {
@@ -333,6 +337,19 @@ impl BlockProducer {
             "block committed"
         );
         Ok(Some(number))
+    }
+}
+
+/// Runs CPU-bound work (a block's execution, its state root, a snapshot)
+/// without stalling the tasks queued on this runtime worker: on the
+/// multi-threaded runtime the worker hands its queue to another thread for
+/// the duration (`block_in_place`), so JSON-RPC intake keeps being served
+/// while a block executes. On a current-thread runtime (some tests) it
+/// just runs `f`.
+fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
