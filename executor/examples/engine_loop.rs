@@ -40,7 +40,13 @@ fn main() {
         "t50" => Workload::transfer_hotspot(10_000, 50),
         other => panic!("unknown workload {other}"),
     };
-    let engine = if sequential { Engine::Sequential } else { Engine::parallel(threads) };
+    // One worker: forced, as in the benchmark (the node would run such
+    // blocks sequentially).
+    let engine = match (sequential, threads) {
+        (true, _) => Engine::Sequential,
+        (false, 1) => Engine::parallel_forced(1),
+        (false, t) => Engine::parallel(t),
+    };
     let mut best = f64::MAX;
     let start = Instant::now();
     for _ in 0..iterations {
