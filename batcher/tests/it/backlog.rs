@@ -4,18 +4,13 @@
 //! no gap or overlap, a batch must be able to span several read chunks, and
 //! L1 data alone must rebuild the chain to its head.
 
-use crate::common::{BATCHER_KEY, OWNER_KEY, chain_with_blocks};
-use alloy::{
-    providers::{Provider, ProviderBuilder},
-    signers::local::PrivateKeySigner,
-};
+use crate::common::{chain_with_blocks, settlement_on_anvil};
+use alloy::providers::{Provider, ProviderBuilder};
 use rollup_batcher::{
     BatchPoster, BatcherConfig, L1Metrics,
     derive::{read_batches, replay},
     l1,
-    settlement::Settlement,
 };
-use rollup_devnet::{Anvil, AnvilOptions, free_port};
 use rollup_store::testing::TestDatabase;
 
 /// Blocks in the backlog.
@@ -28,24 +23,7 @@ const MAX_BATCH_BYTES: usize = 2_500;
 async fn a_backlog_is_posted_in_limit_sized_batches_that_cover_the_chain() {
     let db = TestDatabase::new().await;
     let (mut config, genesis) = chain_with_blocks(&db.store, BLOCKS).await;
-    let anvil = Anvil::spawn(&AnvilOptions {
-        block_time_secs: None,
-        ..AnvilOptions::throwaway(free_port().unwrap())
-    })
-    .expect("anvil");
-    let owner = l1::parse_key(OWNER_KEY).unwrap();
-    let batcher = l1::parse_key(BATCHER_KEY).unwrap();
-    let owner_l1 = l1::signing_provider(&anvil.url(), owner).unwrap();
-    let deployed = Settlement::deploy(
-        &owner_l1,
-        config.genesis.hash,
-        config.chain_id,
-        batcher.address(),
-        PrivateKeySigner::random().address(),
-    )
-    .await
-    .unwrap();
-    config.l1.settlement_contract = *deployed.address();
+    let (anvil, batcher) = settlement_on_anvil(&mut config).await;
     let poster = BatchPoster::new(
         db.store.clone(),
         l1::signing_provider(&anvil.url(), batcher).unwrap(),

@@ -6,17 +6,42 @@ use alloy::{
 };
 use alloy_consensus::{SignableTransaction, TxEip1559};
 use alloy_signer::SignerSync;
+use rollup_batcher::{l1, settlement::Settlement};
+use rollup_devnet::{Anvil, AnvilOptions, free_port};
 use rollup_executor::{
     ChainConfig, Engine, InvalidTxPolicy, ParentBlock, RecoveredTx, execute_block,
     genesis::{ChainGenesis, funded_genesis},
 };
 use rollup_store::Store;
 
+/// A throwaway anvil (mining on demand) with the settlement contract for
+/// `config`'s chain deployed (its address stored in `config`), and the
+/// batcher's signer the contract accepts.
+pub(crate) async fn settlement_on_anvil(config: &mut ChainConfig) -> (Anvil, PrivateKeySigner) {
+    let anvil = Anvil::spawn(&AnvilOptions {
+        block_time_secs: None,
+        ..AnvilOptions::throwaway(free_port().unwrap())
+    })
+    .expect("anvil");
+    let owner = l1::parse_key(OWNER_KEY).unwrap();
+    let batcher = l1::parse_key(BATCHER_KEY).unwrap();
+    let owner_l1 = l1::signing_provider(&anvil.url(), owner).unwrap();
+    let deployed = Settlement::deploy(
+        &owner_l1,
+        config.genesis.hash,
+        config.chain_id,
+        batcher.address(),
+        PrivateKeySigner::random().address(),
+    )
+    .await
+    .unwrap();
+    config.l1.settlement_contract = *deployed.address();
+    (anvil, batcher)
+}
+
 /// anvil's first two dev keys (the standard test mnemonic).
-pub(crate) const OWNER_KEY: &str =
-    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
-pub(crate) const BATCHER_KEY: &str =
-    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+const OWNER_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+const BATCHER_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 
 /// Writes `blocks` blocks of one transfer each on top of genesis.
 pub(crate) async fn chain_with_blocks(store: &Store, blocks: u64) -> (ChainConfig, ChainGenesis) {

@@ -3,44 +3,23 @@
 //! bytes, in order, once each; a poster that crashed after sending adopts
 //! the batch L1 already holds instead of sending it again.
 
-use crate::common::{BATCHER_KEY, OWNER_KEY, chain_with_blocks};
+use crate::common::{chain_with_blocks, settlement_on_anvil};
 use alloy::{
     primitives::U256,
     providers::{Provider, ProviderBuilder},
-    signers::local::PrivateKeySigner,
 };
 use rollup_batcher::{
     BatchPoster, BatcherConfig, L1Metrics,
     derive::{read_batches, replay},
     l1,
-    settlement::Settlement,
 };
-use rollup_devnet::{Anvil, AnvilOptions, free_port};
 use rollup_store::testing::TestDatabase;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reposts_after_an_l1_reorg_and_adopts_after_a_crash() {
     let db = TestDatabase::new().await;
     let (mut config, genesis) = chain_with_blocks(&db.store, 3).await;
-    let anvil = Anvil::spawn(&AnvilOptions {
-        block_time_secs: None,
-        ..AnvilOptions::throwaway(free_port().unwrap())
-    })
-    .expect("anvil");
-    let owner = l1::parse_key(OWNER_KEY).unwrap();
-    let batcher = l1::parse_key(BATCHER_KEY).unwrap();
-    let proposer = PrivateKeySigner::random();
-    let owner_l1 = l1::signing_provider(&anvil.url(), owner).unwrap();
-    let deployed = Settlement::deploy(
-        &owner_l1,
-        config.genesis.hash,
-        config.chain_id,
-        batcher.address(),
-        proposer.address(),
-    )
-    .await
-    .unwrap();
-    config.l1.settlement_contract = *deployed.address();
+    let (anvil, batcher) = settlement_on_anvil(&mut config).await;
     let contract = config.l1.settlement_contract;
     let read = ProviderBuilder::new().connect_http(anvil.url().parse().unwrap()).erased();
     let poster = || {
