@@ -640,11 +640,20 @@ pub(crate) struct AccountChange {
 impl AccountChange {
     /// The change of `account` (`None`: untouched, nothing to commit).
     pub(crate) fn new(address: Address, account: &Account) -> Option<Self> {
+        // The code is kept only where committing this change may deploy it:
+        // a creation, or an EIP-7702 delegation. A called contract's code
+        // stays out: cloning it bumps a reference count that every
+        // transaction calling the contract shares, from every worker.
+        let deploys = account.is_created()
+            || account.info.code.as_ref().is_some_and(|code| code.is_eip7702());
         account.is_touched().then(|| Self {
             address,
             destroyed: account.is_selfdestructed() || account.is_empty(),
             created: account.is_created(),
-            info: account.info.clone(),
+            info: AccountInfo {
+                code: if deploys { account.info.code.clone() } else { None },
+                ..account.info.copy_without_code()
+            },
             storage: account
                 .storage
                 .iter()
