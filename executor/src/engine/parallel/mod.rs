@@ -301,8 +301,8 @@ impl<'a, DB: DatabaseRef + Sync> Run<'a, DB> {
         }
     }
 
-    /// Whether a transaction of `txs` whose output is in read any of
-    /// `locations`.
+    /// Whether any transaction of `txs` that has an output read one of
+    /// `locations` (in that output's read set).
     fn read_by_any(&self, txs: std::ops::Range<TxIdx>, locations: &[Location]) -> bool {
         txs.into_iter().any(|tx| {
             let output = self.outputs[tx].lock().unwrap_or_else(|e| e.into_inner());

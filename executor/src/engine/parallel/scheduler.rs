@@ -225,8 +225,8 @@ impl Scheduler {
     /// back to the transaction whenever the incarnation wrote a location the
     /// previous one did not (a higher transaction validated meanwhile may
     /// have read that location below it). `affects_validated(end)` narrows
-    /// that down: it says whether a transaction in `tx + 1..end` that has
-    /// an output read any of the new locations; if none did, only this
+    /// that down: it says whether any transaction in `tx + 1..end` that has
+    /// an output read one of the new locations; if none did, only this
     /// transaction is validated. (One whose output is not there yet has not
     /// finished executing: it is validated after it finishes, and then
     /// reads the new writes.) Without the narrowing, the first transaction
