@@ -39,6 +39,23 @@ struct SlotRows {
     value: Vec<Vec<u8>>,
 }
 
+/// A statement being bound.
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+impl AccountRows {
+    /// Binds the columns as `$1..$4`: address, nonce, balance, code hash.
+    fn bind<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
+        query.bind(&self.address).bind(&self.nonce).bind(&self.balance).bind(&self.code_hash)
+    }
+}
+
+impl SlotRows {
+    /// Binds the columns as `$1..$3`: address, slot, value.
+    fn bind<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
+        query.bind(&self.address).bind(&self.slot).bind(&self.value)
+    }
+}
+
 impl Rows {
     fn of(diff: &StateDiff) -> Self {
         let mut rows = Self::default();
@@ -107,32 +124,27 @@ pub(crate) async fn write(tx: &mut Transaction<'_, Postgres>, diff: &StateDiff) 
     }
     let accounts = &rows.update_accounts;
     if !accounts.address.is_empty() {
-        let done = sqlx::query(
-            "UPDATE accounts a SET nonce = d.nonce, balance = d.balance, code_hash = d.code_hash
-             FROM UNNEST($1::bytea[], $2::bigint[], $3::bytea[], $4::bytea[])
-                  AS d(address, nonce, balance, code_hash)
-             WHERE a.address = d.address",
-        )
-        .bind(&accounts.address)
-        .bind(&accounts.nonce)
-        .bind(&accounts.balance)
-        .bind(&accounts.code_hash)
-        .execute(&mut **tx)
-        .await?;
+        let done = accounts
+            .bind(sqlx::query(
+                "UPDATE accounts a
+                 SET nonce = d.nonce, balance = d.balance, code_hash = d.code_hash
+                 FROM UNNEST($1::bytea[], $2::bigint[], $3::bytea[], $4::bytea[])
+                      AS d(address, nonce, balance, code_hash)
+                 WHERE a.address = d.address",
+            ))
+            .execute(&mut **tx)
+            .await?;
         expect_rows("updated accounts", done.rows_affected(), accounts.address.len())?;
     }
     let accounts = &rows.insert_accounts;
     if !accounts.address.is_empty() {
-        sqlx::query(
-            "INSERT INTO accounts (address, nonce, balance, code_hash)
-             SELECT * FROM UNNEST($1::bytea[], $2::bigint[], $3::bytea[], $4::bytea[])",
-        )
-        .bind(&accounts.address)
-        .bind(&accounts.nonce)
-        .bind(&accounts.balance)
-        .bind(&accounts.code_hash)
-        .execute(&mut **tx)
-        .await?;
+        accounts
+            .bind(sqlx::query(
+                "INSERT INTO accounts (address, nonce, balance, code_hash)
+                 SELECT * FROM UNNEST($1::bytea[], $2::bigint[], $3::bytea[], $4::bytea[])",
+            ))
+            .execute(&mut **tx)
+            .await?;
     }
     let slots = &rows.zeroed_slots;
     if !slots.address.is_empty() {
@@ -148,29 +160,25 @@ pub(crate) async fn write(tx: &mut Transaction<'_, Postgres>, diff: &StateDiff) 
     }
     let slots = &rows.update_slots;
     if !slots.address.is_empty() {
-        let done = sqlx::query(
-            "UPDATE storage s SET value = d.value
-             FROM UNNEST($1::bytea[], $2::bytea[], $3::bytea[]) AS d(address, slot, value)
-             WHERE s.address = d.address AND s.slot = d.slot",
-        )
-        .bind(&slots.address)
-        .bind(&slots.slot)
-        .bind(&slots.value)
-        .execute(&mut **tx)
-        .await?;
+        let done = slots
+            .bind(sqlx::query(
+                "UPDATE storage s SET value = d.value
+                 FROM UNNEST($1::bytea[], $2::bytea[], $3::bytea[]) AS d(address, slot, value)
+                 WHERE s.address = d.address AND s.slot = d.slot",
+            ))
+            .execute(&mut **tx)
+            .await?;
         expect_rows("updated slots", done.rows_affected(), slots.address.len())?;
     }
     let slots = &rows.insert_slots;
     if !slots.address.is_empty() {
-        sqlx::query(
-            "INSERT INTO storage (address, slot, value)
-             SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::bytea[])",
-        )
-        .bind(&slots.address)
-        .bind(&slots.slot)
-        .bind(&slots.value)
-        .execute(&mut **tx)
-        .await?;
+        slots
+            .bind(sqlx::query(
+                "INSERT INTO storage (address, slot, value)
+                 SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::bytea[])",
+            ))
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }

@@ -171,19 +171,9 @@ impl AccountVersions {
     }
 }
 
-/// A balance read as far as the versions go: the snapshot's balance may
-/// still be needed (read after the versions' lock is released).
-enum BalanceScan {
-    /// No lower transaction wrote it.
-    Base,
-    /// A lower transaction's write is an estimate.
-    Blocked(TxIdx),
-    /// The latest absolute value (`None`: the snapshot's) and the sum of the
-    /// credits above it (`None`: it overflows), the latest writer.
-    Found(Option<U256>, Option<U256>, TxIdx),
-}
-
-/// A balance read in progress, over one or more version lists.
+/// A balance read as far as the version lists go (one or more: the
+/// beneficiary's own and its fee stripes): the snapshot's balance may still
+/// be needed, read after the lists' locks are released.
 struct BalanceSum {
     /// The latest absolute value below the reader, and its writer.
     set: Option<(TxIdx, U256)>,
@@ -196,8 +186,16 @@ struct BalanceSum {
 }
 
 impl BalanceSum {
+    /// Nothing read yet (what an account no transaction wrote reads).
     const fn new() -> Self {
         Self { set: None, credits: Some(U256::ZERO), latest: None, blocked: None }
+    }
+
+    /// The account's own versions below `tx`.
+    fn of(versions: &Versions, tx: TxIdx) -> Self {
+        let mut sum = Self::new();
+        sum.own(versions, tx);
+        sum
     }
 
     /// The account's own versions below `tx`, down to the latest absolute
@@ -241,42 +239,28 @@ impl BalanceSum {
         self.credits = self.credits.and_then(|sum| sum.checked_add(amount));
     }
 
-    fn scan(self) -> BalanceScan {
-        if let Some(i) = self.blocked {
-            return BalanceScan::Blocked(i);
-        }
-        match self.latest {
-            None => BalanceScan::Base,
-            Some(latest) => BalanceScan::Found(self.set.map(|(_, v)| v), self.credits, latest),
-        }
-    }
-}
-
-impl BalanceScan {
-    fn of(versions: &Versions, tx: TxIdx) -> Self {
-        let mut sum = BalanceSum::new();
-        sum.own(versions, tx);
-        sum.scan()
-    }
-
+    /// The balance read: the latest absolute value (or `base()`) plus the
+    /// credits above it.
     fn finish<E>(self, base: impl FnOnce() -> Result<U256, E>) -> Result<Read<U256>, E> {
-        let (start, sum, latest) = match self {
-            Self::Base => return Ok(Read::Base),
-            Self::Blocked(i) => return Ok(Read::Blocked(i)),
-            Self::Found(start, sum, latest) => (start, sum, latest),
-        };
-        let start = match start {
-            Some(v) => v,
+        if let Some(i) = self.blocked {
+            return Ok(Read::Blocked(i));
+        }
+        let Some(latest) = self.latest else { return Ok(Read::Base) };
+        let start = match self.set {
+            Some((_, v)) => v,
             None => base()?,
         };
         // Without an overflow, credits in any order add up to what revm's
         // in-order credits give. An overflowing credit sends the whole block
         // to the sequential engine at finalization, so this value is never
         // used then: any deterministic one will do.
-        let balance = sum.and_then(|s| start.checked_add(s)).unwrap_or(U256::MAX);
+        let balance = self.credits.and_then(|s| start.checked_add(s)).unwrap_or(U256::MAX);
         Ok(Read::Value(balance, latest))
     }
 }
+
+/// The locations an incarnation wrote that its previous one did not.
+pub(crate) type NewLocations = SmallVec<[Location; 8]>;
 
 /// Number of lists the beneficiary's fee credits are spread over.
 pub(crate) const FEE_STRIPES: usize = 16;
@@ -352,15 +336,15 @@ impl MvMemory {
     }
 
     /// Records an incarnation's write set, replacing `previous`, the
-    /// previous incarnation's. Returns whether it wrote a location the
-    /// previous one did not (then every higher transaction must be
-    /// validated again).
+    /// previous incarnation's. Returns the locations it wrote that the
+    /// previous one did not (a higher transaction validated meanwhile may
+    /// have read them below it).
     pub(crate) fn record(
         &self,
         tx: TxIdx,
         writes: &[(Location, Write)],
         previous: &[(Location, Write)],
-    ) -> bool {
+    ) -> NewLocations {
         // Consecutive writes to one account's fields share one entry (and
         // one lock); no two entries are ever held at once.
         let mut account = None;
@@ -391,28 +375,28 @@ impl MvMemory {
         }
         drop(account);
         if previous.is_empty() {
-            return !writes.is_empty();
+            return writes.iter().map(|(l, _)| *l).collect();
         }
         // Write sets are usually a handful of locations: linear scans then.
         let contains =
             |set: &[(Location, Write)], location: &Location| set.iter().any(|(l, _)| l == location);
-        let (wrote_new, stale): (bool, Vec<Location>) = if writes.len() * previous.len() <= 1024 {
+        let (new, stale): (NewLocations, Vec<Location>) = if writes.len() * previous.len() <= 1024 {
             (
-                writes.iter().any(|(l, _)| !contains(previous, l)),
+                writes.iter().map(|(l, _)| *l).filter(|l| !contains(previous, l)).collect(),
                 previous.iter().map(|(l, _)| *l).filter(|l| !contains(writes, l)).collect(),
             )
         } else {
             let now: HashSet<Location> = writes.iter().map(|(l, _)| *l).collect();
             let before: HashSet<Location> = previous.iter().map(|(l, _)| *l).collect();
             (
-                now.iter().any(|l| !before.contains(l)),
+                writes.iter().map(|(l, _)| *l).filter(|l| !before.contains(l)).collect(),
                 before.into_iter().filter(|l| !now.contains(l)).collect(),
             )
         };
         for location in stale {
             self.update(&location, tx, |versions| versions.remove(tx));
         }
-        wrote_new
+        new
     }
 
     /// Records a write to the beneficiary's balance: a credit in `tx`'s fee
@@ -440,17 +424,14 @@ impl MvMemory {
         }
     }
 
-    /// The beneficiary's balance below `tx`: its own list (`own`, absent if
-    /// it has none), then every fee stripe's credits above the latest
-    /// absolute value.
-    fn beneficiary_balance(&self, own: BalanceSum, tx: TxIdx) -> BalanceScan {
-        let mut sum = own;
+    /// Adds the beneficiary's fee credits below `tx` to `sum` (its own
+    /// list, already in `sum`, must no longer be locked).
+    fn add_fees(&self, sum: &mut BalanceSum, tx: TxIdx) {
         if sum.blocked.is_none() {
             for stripe in self.fees.iter() {
                 sum.credits(&stripe.0.lock().unwrap_or_else(|e| e.into_inner()), tx);
             }
         }
-        sum.scan()
     }
 
     /// Turns an aborted incarnation's writes into estimates.
@@ -480,15 +461,14 @@ impl MvMemory {
         tx: TxIdx,
         base: impl FnOnce() -> Result<U256, E>,
     ) -> Result<Read<U256>, E> {
-        if address == self.beneficiary {
-            let own = self.beneficiary_own(tx);
-            return self.beneficiary_balance(own, tx).finish(base);
-        }
-        let scan = match self.accounts.get(&address) {
-            Some(account) => BalanceScan::of(&account.balance, tx),
-            None => return Ok(Read::Base),
+        let mut sum = match self.accounts.get(&address) {
+            Some(account) => BalanceSum::of(&account.balance, tx),
+            None => BalanceSum::new(),
         };
-        scan.finish(base)
+        if address == self.beneficiary {
+            self.add_fees(&mut sum, tx);
+        }
+        sum.finish(base)
     }
 
     /// Reads both [`MvMemory::read_basic`] and [`MvMemory::read_balance`]
@@ -499,28 +479,14 @@ impl MvMemory {
         tx: TxIdx,
         base: impl FnOnce() -> Result<U256, E>,
     ) -> Result<(Read<Option<AccountCore>>, Read<U256>), E> {
-        if address == self.beneficiary {
-            let basic = self.read_basic(address, tx);
-            let own = self.beneficiary_own(tx);
-            return Ok((basic, self.beneficiary_balance(own, tx).finish(base)?));
-        }
-        let (basic, scan) = match self.accounts.get(&address) {
-            Some(account) => {
-                (basic_read(&account.basic, tx), BalanceScan::of(&account.balance, tx))
-            }
-            None => return Ok((Read::Base, Read::Base)),
+        let (basic, mut sum) = match self.accounts.get(&address) {
+            Some(account) => (basic_read(&account.basic, tx), BalanceSum::of(&account.balance, tx)),
+            None => (Read::Base, BalanceSum::new()),
         };
-        Ok((basic, scan.finish(base)?))
-    }
-
-    /// The beneficiary's own balance list below `tx` (its lock released
-    /// before any fee stripe is locked).
-    fn beneficiary_own(&self, tx: TxIdx) -> BalanceSum {
-        let mut sum = BalanceSum::new();
-        if let Some(account) = self.accounts.get(&self.beneficiary) {
-            sum.own(&account.balance, tx);
+        if address == self.beneficiary {
+            self.add_fees(&mut sum, tx);
         }
-        sum
+        Ok((basic, sum.finish(base)?))
     }
 
     /// Reads a storage slot, honouring storage wipes.
@@ -595,7 +561,7 @@ mod tests {
         let fee = |tx: TxIdx| [(Location::Balance(A), Write::AddBalance(U256::from(tx)))];
         // Credits from many transactions, over every stripe.
         for tx in 1..=20 {
-            assert!(mv.record(tx, &fee(tx), &[]));
+            assert!(!mv.record(tx, &fee(tx), &[]).is_empty());
         }
         assert_eq!(balance(&mv, 0), Read::Base);
         assert_eq!(balance(&mv, 1), Read::Base);
@@ -603,20 +569,20 @@ mod tests {
         assert_eq!(balance(&mv, 21), Read::Value(U256::from(100 + 210), 20));
         // An absolute value hides the credits below it, not those above.
         let set = [(Location::Balance(A), Write::SetBalance(U256::from(7)))];
-        assert!(!mv.record(10, &set, &fee(10)));
+        assert!(mv.record(10, &set, &fee(10)).is_empty());
         assert_eq!(balance(&mv, 10), Read::Value(U256::from(100 + 45), 9));
         assert_eq!(balance(&mv, 12), Read::Value(U256::from(7 + 11), 11));
         let core = mv.read_account(A, 12, || Ok::<_, Infallible>(U256::from(100))).unwrap();
         assert_eq!(core, (Read::Base, Read::Value(U256::from(18), 11)));
         // Back to a credit: the absolute value leaves its list.
-        assert!(!mv.record(10, &fee(10), &set));
+        assert!(mv.record(10, &fee(10), &set).is_empty());
         assert_eq!(balance(&mv, 12), Read::Value(U256::from(100 + 66), 11));
         // An aborted credit blocks readers above it; a new incarnation
         // without it removes it.
         mv.mark_estimates(3, &fee(3));
         assert_eq!(balance(&mv, 3), Read::Value(U256::from(103), 2));
         assert_eq!(balance(&mv, 4), Read::Blocked(3));
-        assert!(!mv.record(3, &[], &fee(3)));
+        assert!(mv.record(3, &[], &fee(3)).is_empty());
         assert_eq!(balance(&mv, 4), Read::Value(U256::from(103), 2));
         // Other accounts' credits stay in their own lists.
         let other = Address::repeat_byte(0xbb);
@@ -629,14 +595,17 @@ mod tests {
     fn a_wipe_hides_earlier_slot_writes_and_rewrites_drop_stale_locations() {
         let mv = MvMemory::new(4, 1, Address::ZERO);
         let slot = U256::from(7);
-        assert!(mv.record(0, &[(Location::Storage(A, slot), Write::Storage(U256::from(3)))], &[]));
+        assert!(
+            !mv.record(0, &[(Location::Storage(A, slot), Write::Storage(U256::from(3)))], &[])
+                .is_empty()
+        );
         let wipe = [(Location::Clear(A), Write::Clear)];
-        assert!(mv.record(1, &wipe, &[]));
+        assert!(!mv.record(1, &wipe, &[]).is_empty());
         assert_eq!(mv.read_storage(A, slot, 1), Read::Value(U256::from(3), 0));
         assert_eq!(mv.read_storage(A, slot, 2), Read::Value(U256::ZERO, 1));
         assert_eq!(mv.read_storage(A, U256::from(8), 3), Read::Value(U256::ZERO, 1));
         // A new incarnation of tx 1 that does not wipe removes the marker.
-        assert!(!mv.record(1, &[], &wipe));
+        assert!(mv.record(1, &[], &wipe).is_empty());
         assert_eq!(mv.read_storage(A, slot, 2), Read::Value(U256::from(3), 0));
         assert_eq!(mv.read_storage(A, U256::from(8), 3), Read::Base);
     }

@@ -46,7 +46,6 @@ use revm::{
     precompile::{PrecompileSpecId, Precompiles},
 };
 use scheduler::{Scheduler, Task, Version};
-use smallvec::SmallVec;
 use std::{
     collections::HashMap,
     sync::{
@@ -283,13 +282,7 @@ impl<'a, DB: DatabaseRef + Sync> Run<'a, DB> {
                     let mut slot =
                         self.outputs[version.tx].lock().unwrap_or_else(|e| e.into_inner());
                     let previous = slot.as_ref().map_or(&[][..], |o| &o.writes[..]);
-                    let wrote_new = self.ctx.memory.record(version.tx, &output.writes, previous);
-                    let new: SmallVec<[Location; 8]> = if wrote_new {
-                        let old = |l: &Location| previous.iter().any(|(p, _)| p == l);
-                        output.writes.iter().map(|(l, _)| *l).filter(|l| !old(l)).collect()
-                    } else {
-                        SmallVec::new()
-                    };
+                    let new = self.ctx.memory.record(version.tx, &output.writes, previous);
                     let previous = slot.replace(output);
                     drop(slot);
                     drop(previous);
