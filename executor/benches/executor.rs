@@ -68,16 +68,23 @@ fn bench(w: &Workload, runs: usize, threads: &[usize], pool: &rayon::ThreadPool)
     let (_, reference) = run(Engine::Sequential, w);
     let gas = w.total_gas(&reference.results);
     let (left, right) = w.split(w.txs.len() / 2);
+    // With one worker the node's engine runs blocks sequentially; forced,
+    // the line shows Block-STM's own overhead instead.
+    let engine = |t: usize| if t == 1 { Engine::parallel_forced(1) } else { Engine::parallel(t) };
+    // One untimed run of each configuration first (the reference above is
+    // the sequential one's): a first run faults in its heap's pages, which
+    // on a VM costs milliseconds per huge page.
+    for t in threads {
+        run(engine(*t), w);
+    }
+    ceiling_run(pool, &left, &right);
     let mut sequential = Vec::new();
     let mut ceiling = Vec::new();
     let mut parallel: Vec<Vec<Duration>> = vec![Vec::new(); threads.len()];
     for _ in 0..runs {
         sequential.push(run(Engine::Sequential, w).0);
         for (i, t) in threads.iter().enumerate() {
-            // With one worker the node's engine runs blocks sequentially;
-            // forced, the line shows Block-STM's own overhead instead.
-            let engine = if *t == 1 { Engine::parallel_forced(1) } else { Engine::parallel(*t) };
-            let (elapsed, out) = run(engine, w);
+            let (elapsed, out) = run(engine(*t), w);
             assert!(out == reference, "{}: parallel output differs from sequential", w.name);
             parallel[i].push(elapsed);
         }

@@ -47,18 +47,20 @@ fn main() {
         (false, 1) => Engine::parallel_forced(1),
         (false, t) => Engine::parallel(t),
     };
-    let mut best = f64::MAX;
+    let mut times = Vec::with_capacity(iterations);
     let start = Instant::now();
     for _ in 0..iterations {
         let run = Instant::now();
         let out = engine
             .execute(&workload.env, &workload.state, &workload.txs, InvalidTxPolicy::Skip)
             .expect("executes");
-        best = best.min(run.elapsed().as_secs_f64() * 1_000.0);
+        times.push(run.elapsed().as_secs_f64() * 1_000.0);
         std::hint::black_box(out);
     }
     if iterations > 0 {
         let mean = start.elapsed().as_secs_f64() * 1_000.0 / iterations as f64;
-        eprintln!("{name} {engine:?}: mean {mean:.1} ms, best {best:.1} ms");
+        times.sort_by(f64::total_cmp);
+        let (best, median) = (times[0], times[times.len() / 2]);
+        eprintln!("{name} {engine:?}: mean {mean:.1} ms, median {median:.1} ms, best {best:.1} ms");
     }
 }

@@ -2,18 +2,20 @@
 //! incarnation of every transaction, in order.
 //!
 //! The block gas-limit rule and the invalid-transaction policy are applied
-//! here, in order, exactly as the sequential engine does. The diff is then
-//! built straight from the included transactions' last writes (what the
-//! multi-version memory holds): per location the last write, balance
+//! here, in order, exactly as the sequential engine does; the writes of the
+//! transactions the block leaves out are removed from the multi-version
+//! memory, which then holds exactly the included transactions' last
+//! writes. The diff is built from it: per location the last write, balance
 //! credits summed on top (an overflowing credit sends the block to the
 //! sequential engine), before values from the snapshot. Accounts are
 //! independent in a diff, so the work is split over the pool's threads in
-//! two rounds: first the changed slots, by a hash of the slot (the slots of
-//! one hot contract spread over every thread), then the accounts, by
-//! address range (quantiles of the written addresses, so ranges stay even
-//! whatever the addresses look like). Ranges in order are addresses in
-//! order: their sorted outputs concatenate, and the diff's map is built
-//! from that sequence in one pass.
+//! two rounds: first the memory's map shards are read for the changed
+//! slots and the accounts' final fields (the slots of one hot contract
+//! spread over every thread), then the accounts are built by address range
+//! (quantiles of the changed addresses, so ranges stay even whatever the
+//! addresses look like). Ranges in order are addresses in order: their
+//! sorted outputs concatenate, and the diff's map is built from that
+//! sequence in one pass.
 //!
 //! An account whose storage was wiped or that left the state (creation,
 //! self-destruct, EIP-161 removal) or whose code changed is rebuilt instead
@@ -23,7 +25,7 @@
 
 use super::{
     execute::{Changes, Outcome, TxOutput, computed, touched},
-    memory::{AccountCore, Location, Write},
+    memory::{AccountCore, FinalBalance, FinalFields, FinalSlot, MvMemory},
 };
 use crate::{
     InvalidTxPolicy,
@@ -31,10 +33,7 @@ use crate::{
     state::{AccountDiff, BasicAccount, BlockState, SlotChange, StateDiff},
     tx::RecoveredTx,
 };
-use alloy_primitives::{
-    Address, B256, Bytes, U256,
-    map::{HashMap, HashSet},
-};
+use alloy_primitives::{Address, B256, Bytes, U256, map::HashSet};
 use alloy_trie::KECCAK_EMPTY;
 use rayon::{ThreadPool, prelude::*};
 use revm::{Database, DatabaseRef, state::Account};
@@ -56,67 +55,70 @@ impl<E> From<EngineError<E>> for Fallback<E> {
     }
 }
 
-/// An included transaction's final writes and changes.
-type Included = (Box<[(Location, Write)]>, Box<Changes>);
-
-/// Builds the engine output from each transaction's final output, using
-/// `pool`'s threads: changed slots are found per slot shard, then the diff
-/// is built per address range, each thread handling, in block order, the
-/// writes to its own addresses.
+/// Builds the engine output from each transaction's final output and the
+/// multi-version memory (which then holds exactly the last incarnations'
+/// writes), using `pool`'s threads: the memory's changed slots and
+/// accounts are gathered per map shard, then the diff is built per address
+/// range.
 pub(crate) fn finalize<DB: DatabaseRef + Sync>(
     env: &ExecutionEnv,
     base: &DB,
     transactions: &[RecoveredTx],
     outputs: Vec<TxOutput>,
+    memory: &MvMemory,
     policy: InvalidTxPolicy,
     pool: &ThreadPool,
 ) -> Result<EngineOutput, Fallback<DB::Error>> {
     let mut gas = BlockGas::new(env.block.gas_limit);
     let mut results = Vec::with_capacity(outputs.len());
-    let mut included: Vec<Included> = Vec::with_capacity(outputs.len());
+    let mut included: Vec<Box<Changes>> = Vec::with_capacity(outputs.len());
+    // What no longer serves is freed on the pool, in the background.
+    let mut spent = Vec::with_capacity(outputs.len());
     for (index, (tx, output)) in transactions.iter().zip(outputs).enumerate() {
+        let TxOutput { reads, writes, outcome, .. } = output;
         if !gas.admits(tx) {
+            // Left out: its writes leave the memory (an invalid
+            // transaction has none).
+            memory.record(index, &[], &writes, &[]);
             results.push(skip(policy, index, BlockGas::deferred())?);
-            continue;
-        }
-        match output.outcome {
-            Outcome::Invalid(reason) => results.push(skip(policy, index, reason)?),
-            Outcome::Executed(executed, changes) => {
-                gas.charge(executed.gas_used);
-                results.push(TxResult::Executed(executed));
-                included.push((output.writes, changes));
+        } else {
+            match outcome {
+                Outcome::Invalid(reason) => results.push(skip(policy, index, reason)?),
+                Outcome::Executed(executed, changes) => {
+                    gas.charge(executed.gas_used);
+                    results.push(TxResult::Executed(executed));
+                    included.push(changes);
+                }
             }
         }
+        spent.push((reads, writes));
     }
+    pool.spawn(move || drop(spent));
 
-    let shards = pool.current_num_threads().max(1);
-    // Two rounds on the pool. First, each shard finds the changed slots its
-    // hash selects (the slots of one hot contract spread over every
-    // thread). Then each shard builds the diffs of one range of addresses,
-    // with those slots merged in: the ranges are in address order, so the
-    // shards' outputs concatenate into a sorted sequence, which the map is
-    // built from in one pass.
-    let slots: Vec<Result<ChangedSlots, Fallback<DB::Error>>> = pool.install(|| {
-        (0..shards)
+    // Two rounds on the pool. First, the memory's shards are read for the
+    // changed slots and the accounts' final fields: lists sorted by
+    // address. Then each thread builds the diffs of one range of
+    // addresses: the ranges are in address order, so their outputs
+    // concatenate into a sorted sequence, which the map is built from in
+    // one pass.
+    let (slots, fields) =
+        pool.install(|| rayon::join(|| changed_slots(base, memory), || final_fields(memory)));
+    let (slots, fields) = (slots?, fields?);
+    let ranges = Ranges::new(&fields, &slots, pool.current_num_threads());
+    let parts: Result<Vec<Part>, _> = pool.install(|| {
+        ranges
+            .heaviest_first()
             .into_par_iter()
-            .map(|shard| changed_slots(base, &included, shard, shards))
+            .with_max_len(1)
+            .map(|range| range_diff(env, base, &included, &slots, &fields, &ranges, range))
             .collect()
     });
-    let slots = slots.into_iter().collect::<Result<Vec<_>, _>>()?;
-    let ranges = Ranges::new(&included, shards);
-    let parts: Vec<Result<Part, Fallback<DB::Error>>> = pool.install(|| {
-        (0..ranges.len())
-            .into_par_iter()
-            .map(|range| range_diff(env, base, &included, &slots, &ranges, range))
-            .collect()
-    });
-    // The write sets are dropped on the pool, in the background: nothing
-    // waits for it.
-    pool.spawn(move || drop((included, slots)));
+    pool.spawn(move || drop((included, slots, fields)));
+    let mut parts = parts?;
+    parts.sort_unstable_by_key(|part| part.range);
     let mut accounts = Vec::new();
     let mut code = BTreeMap::new();
-    for part in parts {
-        let mut part = part?;
+    for mut part in parts {
         code.append(&mut part.code);
         if accounts.is_empty() {
             accounts = part.accounts;
@@ -130,32 +132,78 @@ pub(crate) fn finalize<DB: DatabaseRef + Sync>(
     Ok(EngineOutput { results, diff: StateDiff { accounts, code } })
 }
 
-/// Address ranges of about equal numbers of written accounts, one per
-/// shard: ranges in order are addresses in order, so the shards' sorted
-/// outputs concatenate into one sorted sequence. The bounds are quantiles
-/// of a sample of the written addresses (addresses need not be uniform:
-/// vanity and precompile-like addresses cluster).
+/// Address ranges of about equal work, [`Ranges::PER_THREAD`] per thread:
+/// ranges in order are addresses in order, so the ranges' sorted outputs
+/// concatenate into one sorted sequence. The bounds are weighted quantiles
+/// of a sample of the changed accounts (addresses need not be uniform:
+/// vanity and precompile-like addresses cluster; and one hot contract's
+/// thousands of changed slots weigh like thousands of accounts).
 struct Ranges {
     /// The first address of each range but the first.
     bounds: Vec<Address>,
+    /// Each range's estimated work.
+    weights: Vec<usize>,
 }
 
 impl Ranges {
-    /// Addresses sampled to place the bounds.
-    const SAMPLE: usize = 1024;
+    /// Sample points per list of changed accounts or slots.
+    const SAMPLE: usize = 256;
+    /// Ranges per thread: more, smaller ranges let a thread that is done
+    /// take another while one works through a hot contract's slots.
+    const PER_THREAD: usize = 4;
+    /// Relative cost of an account's diff (a snapshot lookup and the
+    /// diff) and of one changed slot (merged, then put in the account's
+    /// storage map), as measured on ERC-20 blocks.
+    const ACCOUNT_WEIGHT: usize = 3;
+    const SLOT_WEIGHT: usize = 1;
 
-    fn new(included: &[Included], shards: usize) -> Self {
-        let step = (included.len() / Self::SAMPLE).max(1);
-        let mut sample: Vec<Address> = included
+    fn new(fields: &[Vec<(Address, FinalFields)>], slots: &[ChangedSlots], threads: usize) -> Self {
+        let ranges = threads.max(1) * Self::PER_THREAD;
+        let chunk = |len: usize| (len / Self::SAMPLE).max(1);
+        // (first address of a run of accounts, weight of the run), sorted.
+        let mut sample: Vec<(Address, usize)> = fields
             .iter()
-            .step_by(step)
-            .flat_map(|(writes, _)| writes.iter().map(|(location, _)| location.address()))
+            .flat_map(|list| list.chunks(chunk(list.len())))
+            .map(|run| (run[0].0, run.len() * Self::ACCOUNT_WEIGHT))
+            .chain(slots.iter().flat_map(|list| list.chunks(chunk(list.len()))).map(|run| {
+                (run[0].0, run.iter().map(|(_, s)| s.len()).sum::<usize>() * Self::SLOT_WEIGHT)
+            }))
             .collect();
-        sample.sort_unstable();
-        sample.dedup();
-        let bounds =
-            (1..shards).filter_map(|i| sample.get(i * sample.len() / shards).copied()).collect();
-        Self { bounds }
+        sample.sort_unstable_by_key(|(address, _)| *address);
+        // One point per address (an account's slots may be in several
+        // lists).
+        sample.dedup_by(|next, kept| {
+            let same = next.0 == kept.0;
+            if same {
+                kept.1 += next.1;
+            }
+            same
+        });
+        let total: usize = sample.iter().map(|(_, weight)| weight).sum();
+        let mut bounds = Vec::with_capacity(ranges - 1);
+        let mut weights = vec![0; ranges];
+        let mut before = 0;
+        for (address, weight) in sample {
+            // A range starts at the first run whose middle is past its
+            // share: a heavy run (a hot contract) starts a range of its
+            // own, and several ranges may start at once (those between are
+            // empty).
+            let middle = before * 2 + weight;
+            while bounds.len() + 1 < ranges && middle * ranges >= total * 2 * (bounds.len() + 1) {
+                bounds.push(address);
+            }
+            weights[bounds.len()] += weight;
+            before += weight;
+        }
+        Self { bounds, weights }
+    }
+
+    /// The ranges, heaviest first: started first, the heaviest no longer
+    /// finishes alone after the others are done.
+    fn heaviest_first(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.sort_by_key(|range| std::cmp::Reverse(self.weights.get(*range).copied()));
+        order
     }
 
     /// The range `address` belongs to.
@@ -167,157 +215,103 @@ impl Ranges {
     fn len(&self) -> usize {
         self.bounds.len() + 1
     }
-}
 
-/// The shard that handles a slot: spread by the slot's low bits, so the
-/// slots of one contract go to every shard (mapping slots are hashes;
-/// small sequential slots alternate).
-fn slot_shard(address: &Address, slot: &U256, shards: usize) -> usize {
-    (slot.as_limbs()[0] as usize ^ address.0[19] as usize) % shards
+    /// The part of `list` (sorted by address) in range `range`.
+    fn slice<'a, T>(&self, list: &'a [(Address, T)], range: usize) -> &'a [(Address, T)] {
+        let start = list.partition_point(|(a, _)| self.of(a) < range);
+        let end = list.partition_point(|(a, _)| self.of(a) <= range);
+        &list[start..end]
+    }
 }
 
 /// An account's changed slots, sorted by slot.
 type AccountSlots = (Address, Vec<(U256, SlotChange)>);
 
-/// The slots one shard found changed, per account: accounts sorted by
-/// address.
+/// Changed slots per account, accounts sorted by address (one list of
+/// [`changed_slots`]; an account's slots may be spread over several).
 type ChangedSlots = Vec<AccountSlots>;
 
-/// The slots of shard `shard` that the included transactions changed:
-/// each slot's last write against the snapshot's value. Slots of accounts
-/// that [`range_diff`] replays are included too; it ignores them.
-fn changed_slots<DB: DatabaseRef>(
+/// The slots the block changed: each slot's last write against the
+/// snapshot's value, gathered per shard of the memory into lists sorted by
+/// address and slot. Slots of accounts that [`range_diff`] replays are
+/// included too; it ignores them.
+fn changed_slots<DB: DatabaseRef + Sync>(
     base: &DB,
-    included: &[Included],
-    shard: usize,
-    shards: usize,
-) -> Result<ChangedSlots, Fallback<DB::Error>> {
-    let mut last: HashMap<Address, HashMap<U256, U256>> = HashMap::default();
-    for (writes, _) in included {
-        for (location, write) in writes.iter() {
-            let (Location::Storage(address, slot), Write::Storage(value)) = (location, write)
-            else {
-                continue;
+    memory: &MvMemory,
+) -> Result<Vec<ChangedSlots>, Fallback<DB::Error>> {
+    memory
+        .final_slots()
+        .try_fold(Vec::new, |mut changed, FinalSlot { address, slot, value, base: before }| {
+            let after = value.ok_or(Fallback::<DB::Error>::Sequential)?;
+            let before = match before {
+                Some(before) => before,
+                None => base
+                    .storage_ref(address, slot)
+                    .map_err(|e| Fallback::Error(EngineError::Database(e)))?,
             };
-            if slot_shard(address, slot, shards) != shard {
-                continue;
-            }
-            last.entry(*address).or_default().insert(*slot, *value);
-        }
-    }
-    let mut changed = Vec::with_capacity(last.len());
-    for (address, slots) in last {
-        let mut account = Vec::with_capacity(slots.len());
-        for (slot, after) in slots {
-            let before = base
-                .storage_ref(address, slot)
-                .map_err(|e| Fallback::Error(EngineError::Database(e)))?;
             if before != after {
-                account.push((slot, SlotChange { before, after }));
+                changed.push((address, slot, SlotChange { before, after }));
             }
-        }
-        if !account.is_empty() {
-            account.sort_unstable_by_key(|(slot, _)| *slot);
-            changed.push((address, account));
-        }
-    }
-    changed.sort_unstable_by_key(|(address, _)| *address);
-    Ok(changed)
+            Ok::<_, Fallback<DB::Error>>(changed)
+        })
+        .map(|changed| {
+            let mut changed = changed?;
+            changed.sort_unstable_by_key(|(address, slot, _)| (*address, *slot));
+            let mut accounts: ChangedSlots = Vec::new();
+            for (address, slot, change) in changed {
+                match accounts.last_mut() {
+                    Some((last, slots)) if *last == address => slots.push((slot, change)),
+                    _ => accounts.push((address, vec![(slot, change)])),
+                }
+            }
+            Ok(accounts)
+        })
+        .collect()
+}
+
+/// The written accounts' own fields as the block leaves them, gathered per
+/// shard of the memory into lists sorted by address.
+fn final_fields<E: Send>(
+    memory: &MvMemory,
+) -> Result<Vec<Vec<(Address, FinalFields)>>, Fallback<E>> {
+    memory
+        .final_accounts()
+        .try_fold(Vec::new, |mut accounts, (address, fields)| {
+            let fields = fields.ok_or(Fallback::<E>::Sequential)?;
+            if fields != FinalFields::default() {
+                accounts.push((address, fields));
+            }
+            Ok::<_, Fallback<E>>(accounts)
+        })
+        .map(|accounts| {
+            let mut accounts = accounts?;
+            accounts.sort_unstable_by_key(|(address, _)| *address);
+            Ok(accounts)
+        })
+        .collect()
 }
 
 /// One address range's share of the diff.
 struct Part {
+    /// The range's index.
+    range: usize,
     /// The changed accounts' diffs, sorted by address.
     accounts: Vec<(Address, AccountDiff)>,
     code: BTreeMap<B256, Bytes>,
 }
 
-/// An account's balance as the block's writes leave it.
-#[derive(Debug, Clone, Copy, Default)]
-enum Balance {
-    /// Not written.
-    #[default]
-    Untouched,
-    /// The snapshot's balance plus this sum of credits.
-    Credited(U256),
-    /// This absolute value (later credits included).
-    Set(U256),
-}
-
-/// The block's last writes to one account's own fields.
-#[derive(Debug, Default, Clone, Copy)]
-struct Written {
-    core: Option<Option<AccountCore>>,
-    balance: Balance,
-    /// Its storage was wiped, or it left the state: the diff is rebuilt by
-    /// replaying revm's write sets (see [`replay`]).
-    replay: bool,
-}
-
-/// The last writes to the fields of the accounts in address range `range`,
-/// sorted by address: per location the last write, credits summed on top.
-fn written_fields<E>(
-    included: &[Included],
-    ranges: &Ranges,
-    range: usize,
-) -> Result<Vec<(Address, Written)>, Fallback<E>> {
-    let mut written: HashMap<Address, Written> = HashMap::with_capacity_and_hasher(
-        included.len() * 2 / ranges.len() + 16,
-        Default::default(),
-    );
-    for (writes, _) in included {
-        for (location, write) in writes.iter() {
-            if matches!(location, Location::Storage(..)) {
-                continue;
-            }
-            let address = location.address();
-            if ranges.of(&address) != range {
-                continue;
-            }
-            let account = written.entry(address).or_default();
-            match (location, write) {
-                (Location::Basic(_), Write::Basic(core)) => {
-                    account.replay |= core.is_none();
-                    account.core = Some(*core);
-                }
-                (Location::Balance(_), Write::SetBalance(v)) => account.balance = Balance::Set(*v),
-                (Location::Balance(_), Write::AddBalance(d)) => {
-                    account.balance = match account.balance {
-                        Balance::Untouched => Balance::Credited(*d),
-                        Balance::Credited(sum) => {
-                            Balance::Credited(sum.checked_add(*d).ok_or(Fallback::Sequential)?)
-                        }
-                        Balance::Set(v) => {
-                            Balance::Set(v.checked_add(*d).ok_or(Fallback::Sequential)?)
-                        }
-                    };
-                }
-                (Location::Clear(_), Write::Clear) => account.replay = true,
-                _ => unreachable!("a location holds its own kind of write"),
-            }
-        }
-    }
-    let mut written: Vec<(Address, Written)> = written.into_iter().collect();
-    written.sort_unstable_by_key(|(address, _)| *address);
-    Ok(written)
-}
-
 /// The changed slots of the accounts in address range `range`, per
-/// account in address order, each account's slots from every shard merged
+/// account in address order, each account's slots from every list merged
 /// in slot order.
 fn slots_in_range<'a>(
-    shards: &'a [ChangedSlots],
+    lists: &'a [ChangedSlots],
     ranges: &Ranges,
     range: usize,
 ) -> impl Iterator<Item = AccountSlots> + 'a {
-    let mut parts: Vec<&'a [AccountSlots]> = shards
+    let mut parts: Vec<&'a [AccountSlots]> = lists
         .iter()
-        .map(|list| {
-            let start = list.partition_point(|(a, _)| ranges.of(a) < range);
-            let end = list.partition_point(|(a, _)| ranges.of(a) <= range);
-            &list[start..end]
-        })
-        .filter(|list| !list.is_empty())
+        .map(|list| ranges.slice(list, range))
+        .filter(|part| !part.is_empty())
         .collect();
     std::iter::from_fn(move || {
         let address = parts.iter().map(|part| part[0].0).min()?;
@@ -329,43 +323,37 @@ fn slots_in_range<'a>(
             }
         }
         parts.retain(|part| !part.is_empty());
-        Some((address, merge_sorted(heads)))
+        Some((address, merge_sorted(heads, |(slot, _)| *slot)))
     })
 }
 
-/// Merges lists sorted by slot into one sorted list.
-fn merge_sorted(mut heads: Vec<&[(U256, SlotChange)]>) -> Vec<(U256, SlotChange)> {
-    if heads.len() == 1 {
-        return heads[0].to_vec();
-    }
-    let mut merged = Vec::with_capacity(heads.iter().map(|h| h.len()).sum());
-    while !heads.is_empty() {
-        let smallest = (0..heads.len()).min_by_key(|&i| heads[i][0].0).unwrap_or_default();
-        merged.push(heads[smallest][0]);
-        heads[smallest] = &heads[smallest][1..];
-        if heads[smallest].is_empty() {
-            heads.swap_remove(smallest);
-        }
+/// Merges lists sorted by `key` into one sorted list (the standard stable
+/// sort finds the sorted runs and merges them).
+fn merge_sorted<T: Copy, K: Ord>(lists: Vec<&[T]>, key: impl Fn(&T) -> K) -> Vec<T> {
+    let mut merged = lists.concat();
+    if lists.len() > 1 {
+        merged.sort_by_key(key);
     }
     merged
 }
 
-/// The diff of the addresses of range `range`, straight from the included
-/// transactions' last writes (the values the multi-version memory holds)
-/// and the changed slots: for each location its last write, credits
-/// summed on top. An account whose storage was wiped or that left the
-/// state (creation, self-destruct, EIP-161) or whose code changed is
-/// rebuilt instead by [`replay`], which reproduces the sequential overlay's
-/// bookkeeping of wiped storage.
+/// The diff of the addresses of range `range`, from the accounts' final
+/// fields and the changed slots: balance credits summed on top of the
+/// snapshot's balance or the last absolute value. An account whose storage
+/// was wiped or that left the state (creation, self-destruct, EIP-161) or
+/// whose code changed is rebuilt instead by [`replay`], which reproduces
+/// the sequential overlay's bookkeeping of wiped storage.
 fn range_diff<DB: DatabaseRef>(
     env: &ExecutionEnv,
     base: &DB,
-    included: &[Included],
+    included: &[Box<Changes>],
     slots: &[ChangedSlots],
+    fields: &[Vec<(Address, FinalFields)>],
     ranges: &Ranges,
     range: usize,
 ) -> Result<Part, Fallback<DB::Error>> {
-    let written = written_fields(included, ranges, range)?;
+    let parts = fields.iter().map(|list| ranges.slice(list, range)).collect();
+    let written = merge_sorted(parts, |(address, _)| *address);
     let mut slots = slots_in_range(slots, ranges, range).peekable();
     let mut written = written.into_iter().peekable();
     let mut accounts = Vec::with_capacity(written.len());
@@ -381,21 +369,24 @@ fn range_diff<DB: DatabaseRef>(
         };
         let account = match written.next_if(|(a, _)| *a == address) {
             Some((_, account)) => account,
-            None => Written::default(),
+            None => FinalFields::default(),
         };
         let storage = slots.next_if(|(a, _)| *a == address).map(|(_, s)| s).unwrap_or_default();
-        if account.replay {
+        if account.cleared || account.core == Some(None) {
             replayed.push(address);
             continue;
         }
-        let before = base.basic_ref(address).map_err(db)?.map(|i| BasicAccount::from_info(&i));
+        let before = match account.base {
+            Some(before) => before,
+            None => base.basic_ref(address).map_err(db)?.map(|i| BasicAccount::from_info(&i)),
+        };
         let before_balance = before.map(|b| b.balance).unwrap_or_default();
         let balance = match account.balance {
-            Balance::Untouched => before_balance,
-            Balance::Credited(sum) => {
+            FinalBalance::Untouched => before_balance,
+            FinalBalance::Credited(sum) => {
                 before_balance.checked_add(sum).ok_or(Fallback::Sequential)?
             }
-            Balance::Set(v) => v,
+            FinalBalance::Set(v) => v,
         };
         let core = account.core.unwrap_or_else(|| {
             before.map(|b| AccountCore { nonce: b.nonce, code_hash: b.code_hash })
@@ -426,7 +417,7 @@ fn range_diff<DB: DatabaseRef>(
         accounts.sort_unstable_by_key(|(address, _)| *address);
         code = diff.code;
     }
-    Ok(Part { accounts, code })
+    Ok(Part { range, accounts, code })
 }
 
 /// The diff of the addresses `mine` selects: every included transaction's
@@ -435,12 +426,12 @@ fn range_diff<DB: DatabaseRef>(
 fn replay<DB: DatabaseRef>(
     env: &ExecutionEnv,
     base: &DB,
-    included: &[Included],
+    included: &[Box<Changes>],
     mine: impl Fn(&Address) -> bool,
 ) -> Result<StateDiff, Fallback<DB::Error>> {
     let beneficiary = env.block.beneficiary;
     let mut overlay = BlockState::new(base);
-    for (_, changes) in included {
+    for changes in included {
         match &**changes {
             Changes::Evm { state, owed_reward } => {
                 for change in state {
@@ -484,4 +475,53 @@ fn reward_account(current: Option<revm::state::AccountInfo>, reward: U256) -> Ac
     let mut account = Account::from(info);
     account.mark_touch();
     account
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address(i: u16) -> Address {
+        let mut bytes = [0u8; 20];
+        bytes[..2].copy_from_slice(&i.to_be_bytes());
+        Address::from(bytes)
+    }
+
+    #[test]
+    fn ranges_weigh_a_hot_contract_and_start_it_first() {
+        let accounts: Vec<(Address, FinalFields)> =
+            (0..4_000).map(|i| (address(i * 2), FinalFields::default())).collect();
+        let (first, second) = accounts.split_at(1_500);
+        let fields = [first.to_vec(), second.to_vec()];
+        // A contract with 12,000 changed slots, in two lists.
+        let hot = address(1_001);
+        let change = SlotChange { before: U256::ZERO, after: U256::from(1) };
+        let slots: Vec<ChangedSlots> = (0..2)
+            .map(|list| {
+                let slots = (0..6_000).map(|i| (U256::from(i * 2 + list), change)).collect();
+                vec![(hot, slots)]
+            })
+            .collect();
+        let ranges = Ranges::new(&fields, &slots, 2);
+        assert_eq!(ranges.len(), 2 * Ranges::PER_THREAD);
+        assert!(ranges.bounds.is_sorted());
+        // The hot contract's range weighs most, and is started first.
+        assert_eq!(ranges.heaviest_first()[0], ranges.of(&hot));
+        // Its slots weigh half the work: it has a range nearly to itself
+        // (by count alone, it would share one with 500 accounts).
+        let beside_hot = ranges.slice(&accounts, ranges.of(&hot)).len();
+        assert!(beside_hot < 50, "{beside_hot} accounts beside the hot contract");
+        // Every account lands in exactly one range, in order.
+        let sliced: Vec<Address> = (0..ranges.len())
+            .flat_map(|r| ranges.slice(&accounts, r).iter().map(|(a, _)| *a))
+            .collect();
+        assert_eq!(sliced, accounts.iter().map(|(a, _)| *a).collect::<Vec<_>>());
+        // An account's slots from several lists merge in slot order.
+        let (merged_address, merged) = slots_in_range(&slots, &ranges, ranges.of(&hot))
+            .find(|(a, _)| *a == hot)
+            .expect("the hot contract's slots");
+        assert_eq!(merged_address, hot);
+        assert_eq!(merged.len(), 12_000);
+        assert!(merged.windows(2).all(|pair| pair[0].0 < pair[1].0));
+    }
 }

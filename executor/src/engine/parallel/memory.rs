@@ -30,11 +30,23 @@
 //! stay in its own list. A reader of its balance (rare: a transaction that
 //! pays it, or checks it) sums the credits of every stripe above the latest
 //! absolute write.
+//!
+//! Once every transaction is executed, the memory holds each location's
+//! final writes: finalization reads the block's diff from it
+//! ([`MvMemory::final_slots`], [`MvMemory::final_accounts`]) rather than
+//! from every transaction's write set. A written location's snapshot value
+//! is kept with its versions when the writing transaction read it there,
+//! so the diff's before values need no second snapshot lookup.
 
-use super::TxIdx;
+use super::{
+    TxIdx,
+    view::{self, ReadRecord},
+};
+use crate::state::BasicAccount;
 use alloy_primitives::map::HashSet;
 use alloy_primitives::{Address, B256, U256, map::DefaultHashBuilder};
 use dashmap::DashMap;
+use rayon::prelude::*;
 use smallvec::SmallVec;
 use std::sync::{
     Mutex, MutexGuard,
@@ -157,6 +169,17 @@ struct AccountVersions {
     basic: Versions,
     balance: Versions,
     clear: Versions,
+    /// The account in the snapshot, once a transaction that writes it read
+    /// it there (finalization then needs no snapshot lookup for it).
+    base: Option<Option<BasicAccount>>,
+}
+
+/// The versions of one slot, and its value in the snapshot once a
+/// transaction that writes it read it there.
+#[derive(Debug, Default)]
+struct SlotVersions {
+    versions: Versions,
+    base: Option<U256>,
 }
 
 impl AccountVersions {
@@ -259,6 +282,67 @@ impl BalanceSum {
     }
 }
 
+/// An account's own fields as the block leaves them: what finalization
+/// reads of the memory once every transaction is executed (and the writes
+/// of transactions the block leaves out are removed).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FinalFields {
+    /// The last existence, nonce and code hash written (`None`: never).
+    pub(crate) core: Option<Option<AccountCore>>,
+    /// The balance.
+    pub(crate) balance: FinalBalance,
+    /// Whether its storage was wiped at some point.
+    pub(crate) cleared: bool,
+    /// The account in the snapshot, if a transaction that wrote it read it
+    /// there (`None`: look it up).
+    pub(crate) base: Option<Option<BasicAccount>>,
+}
+
+/// A written slot's last value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FinalSlot {
+    /// The account.
+    pub(crate) address: Address,
+    /// The slot.
+    pub(crate) slot: U256,
+    /// Its last value (`None`: an estimate is left, which a finished run
+    /// never has).
+    pub(crate) value: Option<U256>,
+    /// Its value in the snapshot, if a transaction that wrote it read it
+    /// there (`None`: look it up).
+    pub(crate) base: Option<U256>,
+}
+
+/// Read sets longer than this are not scanned for snapshot values.
+const MAX_BASE_SCAN: usize = 256;
+
+/// An account's balance as the block leaves it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FinalBalance {
+    /// Not written.
+    #[default]
+    Untouched,
+    /// The snapshot's balance plus this sum of credits.
+    Credited(U256),
+    /// This absolute value (later credits included).
+    Set(U256),
+}
+
+impl FinalBalance {
+    /// The balance after `write`, in order; `None` if a sum of credits
+    /// overflows (credits are non-negative: in any order, partial sums
+    /// overflow only if the total does).
+    fn then(self, write: &Write) -> Option<Self> {
+        Some(match (self, write) {
+            (_, Write::SetBalance(v)) => Self::Set(*v),
+            (Self::Untouched, Write::AddBalance(d)) => Self::Credited(*d),
+            (Self::Credited(sum), Write::AddBalance(d)) => Self::Credited(sum.checked_add(*d)?),
+            (Self::Set(v), Write::AddBalance(d)) => Self::Set(v.checked_add(*d)?),
+            _ => unreachable!("balance location holds balance writes"),
+        })
+    }
+}
+
 /// The locations an incarnation wrote that its previous one did not.
 pub(crate) type NewLocations = SmallVec<[Location; 8]>;
 
@@ -281,7 +365,7 @@ pub(crate) struct MvMemory {
     /// Each account's `Basic`, `Balance` and `Clear` versions.
     accounts: DashMap<Address, AccountVersions, DefaultHashBuilder>,
     /// Each slot's versions.
-    slots: DashMap<(Address, U256), Versions, DefaultHashBuilder>,
+    slots: DashMap<(Address, U256), SlotVersions, DefaultHashBuilder>,
     /// Whether any storage wipe was ever recorded in this block (most blocks
     /// have none; then slot reads skip the wipe lookup). Set before the wipe
     /// is inserted, so a validation that runs after the wiping incarnation
@@ -323,8 +407,8 @@ impl MvMemory {
         }
         match location {
             Location::Storage(address, slot) => {
-                if let Some(mut versions) = self.slots.get_mut(&(*address, *slot)) {
-                    f(&mut versions);
+                if let Some(mut slot) = self.slots.get_mut(&(*address, *slot)) {
+                    f(&mut slot.versions);
                 }
             }
             _ => {
@@ -338,13 +422,19 @@ impl MvMemory {
     /// Records an incarnation's write set, replacing `previous`, the
     /// previous incarnation's. Returns the locations it wrote that the
     /// previous one did not (a higher transaction validated meanwhile may
-    /// have read them below it).
+    /// have read them below it). Snapshot values in `reads`, its read set,
+    /// are kept for the locations written, so that finalization need not
+    /// look them up again.
     pub(crate) fn record(
         &self,
         tx: TxIdx,
         writes: &[(Location, Write)],
         previous: &[(Location, Write)],
+        reads: &[ReadRecord],
     ) -> NewLocations {
+        // Finding a location's read is a scan of the read set: skipped for
+        // a huge read set (finalization then looks the value up).
+        let reads = if reads.len() <= MAX_BASE_SCAN { reads } else { &[] };
         // Consecutive writes to one account's fields share one entry (and
         // one lock); no two entries are ever held at once.
         let mut account = None;
@@ -357,7 +447,11 @@ impl MvMemory {
             }
             if let Location::Storage(address, slot) = location {
                 account = None;
-                self.slots.entry((*address, *slot)).or_default().insert(tx, entry);
+                let mut versions = self.slots.entry((*address, *slot)).or_default();
+                versions.versions.insert(tx, entry);
+                if versions.base.is_none() {
+                    versions.base = view::base_slot(reads, *address, *slot);
+                }
                 continue;
             }
             if matches!(location, Location::Clear(_)) {
@@ -368,7 +462,11 @@ impl MvMemory {
                 Some((held, versions)) if *held == address => versions,
                 _ => {
                     account = None;
-                    &mut account.insert((address, self.accounts.entry(address).or_default())).1
+                    let mut versions = self.accounts.entry(address).or_default();
+                    if versions.base.is_none() {
+                        versions.base = view::base_account(reads, address);
+                    }
+                    &mut account.insert((address, versions)).1
                 }
             };
             versions.of(location).insert(tx, entry);
@@ -434,6 +532,94 @@ impl MvMemory {
         }
     }
 
+    /// Every written slot's last value, in no order (`None`: an estimate is
+    /// left, which a finished run never has).
+    pub(crate) fn final_slots(&self) -> impl ParallelIterator<Item = FinalSlot> + '_ {
+        self.slots.par_iter().filter_map(|entry| {
+            let (address, slot) = *entry.key();
+            let last = match entry.value().versions.0.last()? {
+                (_, Entry::Value(Write::Storage(value))) => Some(*value),
+                (_, Entry::Estimate) => None,
+                (_, Entry::Value(_)) => unreachable!("slot location holds slot writes"),
+            };
+            Some(FinalSlot { address, slot, value: last, base: entry.value().base })
+        })
+    }
+
+    /// Every written account's own fields as the block leaves them, in no
+    /// order (`None`: an estimate is left, which a finished run never has,
+    /// or its credits overflow).
+    pub(crate) fn final_accounts(
+        &self,
+    ) -> impl ParallelIterator<Item = (Address, Option<FinalFields>)> + '_ {
+        let beneficiary = self.final_beneficiary().map(|fields| (self.beneficiary, fields));
+        self.accounts
+            .par_iter()
+            .filter(|entry| *entry.key() != self.beneficiary)
+            .map(|entry| {
+                let account = entry.value();
+                let balance =
+                    account.balance.0.iter().try_fold(FinalBalance::Untouched, |b, e| match e {
+                        (_, Entry::Value(write)) => b.then(write),
+                        (_, Entry::Estimate) => None,
+                    });
+                let fields =
+                    final_core_and_clear(account).zip(balance).map(|((core, cleared), balance)| {
+                        FinalFields { core, balance, cleared, base: account.base }
+                    });
+                (*entry.key(), fields)
+            })
+            .chain(beneficiary)
+    }
+
+    /// The beneficiary's fields, its fee stripes' credits added above its
+    /// latest absolute balance (`None` if nothing wrote it).
+    fn final_beneficiary(&self) -> Option<Option<FinalFields>> {
+        let own = self.accounts.get(&self.beneficiary);
+        let (core, cleared, set, base) = match &own {
+            Some(account) => {
+                let Some((core, cleared)) = final_core_and_clear(account) else {
+                    return Some(None);
+                };
+                let set = match account.balance.0.last() {
+                    Some((tx, Entry::Value(Write::SetBalance(v)))) => Some((*tx, *v)),
+                    Some((_, Entry::Estimate)) => return Some(None),
+                    Some((_, Entry::Value(_))) => {
+                        unreachable!("its own list holds absolute values")
+                    }
+                    None => None,
+                };
+                (core, cleared, set, account.base)
+            }
+            None => (None, false, None, None),
+        };
+        drop(own);
+        let floor = set.map(|(tx, _)| tx);
+        let mut credits = None;
+        for stripe in self.fees.iter() {
+            let stripe = stripe.0.lock().unwrap_or_else(|e| e.into_inner());
+            for (tx, entry) in &stripe.0 {
+                if floor.is_some_and(|floor| *tx <= floor) {
+                    continue;
+                }
+                let Entry::Value(Write::AddBalance(credit)) = entry else { return Some(None) };
+                let sum = credits.unwrap_or(U256::ZERO).checked_add(*credit);
+                let Some(sum) = sum else { return Some(None) };
+                credits = Some(sum);
+            }
+        }
+        let balance = match (set, credits) {
+            (Some((_, v)), credits) => match v.checked_add(credits.unwrap_or_default()) {
+                Some(v) => FinalBalance::Set(v),
+                None => return Some(None),
+            },
+            (None, Some(sum)) => FinalBalance::Credited(sum),
+            (None, None) => FinalBalance::Untouched,
+        };
+        let fields = FinalFields { core, balance, cleared, base };
+        (fields != FinalFields::default()).then_some(Some(fields))
+    }
+
     /// Turns an aborted incarnation's writes into estimates.
     pub(crate) fn mark_estimates(&self, tx: TxIdx, writes: &[(Location, Write)]) {
         for (location, _) in writes {
@@ -494,7 +680,7 @@ impl MvMemory {
         let written = self
             .slots
             .get(&(address, slot))
-            .and_then(|versions| versions.below(tx).next().map(|(i, e)| (*i, *e)));
+            .and_then(|slot| slot.versions.below(tx).next().map(|(i, e)| (*i, *e)));
         let cleared = if self.any_clear.load(Ordering::SeqCst) {
             self.accounts
                 .get(&address)
@@ -511,6 +697,21 @@ impl MvMemory {
             (None, None) => Read::Base,
         }
     }
+}
+
+/// An account's last core write and whether it was wiped (`None`: an
+/// estimate is left).
+fn final_core_and_clear(account: &AccountVersions) -> Option<(Option<Option<AccountCore>>, bool)> {
+    let core = match account.basic.0.last() {
+        None => None,
+        Some((_, Entry::Value(Write::Basic(core)))) => Some(*core),
+        Some((_, Entry::Estimate)) => return None,
+        Some((_, Entry::Value(_))) => unreachable!("basic location holds basic writes"),
+    };
+    if account.clear.0.iter().any(|(_, e)| matches!(e, Entry::Estimate)) {
+        return None;
+    }
+    Some((core, !account.clear.0.is_empty()))
 }
 
 fn basic_read(versions: &Versions, tx: TxIdx) -> Read<Option<AccountCore>> {
@@ -543,10 +744,10 @@ mod tests {
     #[test]
     fn balance_credits_sum_in_order_on_the_latest_absolute_value() {
         let mv = MvMemory::new(5, 1, Address::ZERO);
-        mv.record(1, &[(Location::Balance(A), Write::AddBalance(U256::from(5)))], &[]);
-        mv.record(2, &[(Location::Balance(A), Write::SetBalance(U256::from(10)))], &[]);
+        mv.record(1, &[(Location::Balance(A), Write::AddBalance(U256::from(5)))], &[], &[]);
+        mv.record(2, &[(Location::Balance(A), Write::SetBalance(U256::from(10)))], &[], &[]);
         let third = [(Location::Balance(A), Write::AddBalance(U256::from(1)))];
-        mv.record(3, &third, &[]);
+        mv.record(3, &third, &[], &[]);
         assert_eq!(balance(&mv, 0), Read::Base);
         assert_eq!(balance(&mv, 2), Read::Value(U256::from(105), 1));
         assert_eq!(balance(&mv, 4), Read::Value(U256::from(11), 3));
@@ -561,7 +762,7 @@ mod tests {
         let fee = |tx: TxIdx| [(Location::Balance(A), Write::AddBalance(U256::from(tx)))];
         // Credits from many transactions, over every stripe.
         for tx in 1..=20 {
-            assert!(!mv.record(tx, &fee(tx), &[]).is_empty());
+            assert!(!mv.record(tx, &fee(tx), &[], &[]).is_empty());
         }
         assert_eq!(balance(&mv, 0), Read::Base);
         assert_eq!(balance(&mv, 1), Read::Base);
@@ -569,26 +770,83 @@ mod tests {
         assert_eq!(balance(&mv, 21), Read::Value(U256::from(100 + 210), 20));
         // An absolute value hides the credits below it, not those above.
         let set = [(Location::Balance(A), Write::SetBalance(U256::from(7)))];
-        assert!(mv.record(10, &set, &fee(10)).is_empty());
+        assert!(mv.record(10, &set, &fee(10), &[]).is_empty());
         assert_eq!(balance(&mv, 10), Read::Value(U256::from(100 + 45), 9));
         assert_eq!(balance(&mv, 12), Read::Value(U256::from(7 + 11), 11));
         let core = mv.read_account(A, 12, || Ok::<_, Infallible>(U256::from(100))).unwrap();
         assert_eq!(core, (Read::Base, Read::Value(U256::from(18), 11)));
         // Back to a credit: the absolute value leaves its list.
-        assert!(mv.record(10, &fee(10), &set).is_empty());
+        assert!(mv.record(10, &fee(10), &set, &[]).is_empty());
         assert_eq!(balance(&mv, 12), Read::Value(U256::from(100 + 66), 11));
         // An aborted credit blocks readers above it; a new incarnation
         // without it removes it.
         mv.mark_estimates(3, &fee(3));
         assert_eq!(balance(&mv, 3), Read::Value(U256::from(103), 2));
         assert_eq!(balance(&mv, 4), Read::Blocked(3));
-        assert!(mv.record(3, &[], &fee(3)).is_empty());
+        assert!(mv.record(3, &[], &fee(3), &[]).is_empty());
         assert_eq!(balance(&mv, 4), Read::Value(U256::from(103), 2));
         // Other accounts' credits stay in their own lists.
         let other = Address::repeat_byte(0xbb);
-        mv.record(30, &[(Location::Balance(other), Write::AddBalance(U256::from(1)))], &[]);
+        mv.record(30, &[(Location::Balance(other), Write::AddBalance(U256::from(1)))], &[], &[]);
         let read = mv.read_balance(other, 31, || Ok::<_, Infallible>(U256::ZERO)).unwrap();
         assert_eq!(read, Read::Value(U256::from(1), 30));
+    }
+
+    #[test]
+    fn the_final_view_holds_last_writes_credits_and_snapshot_values_read() {
+        use super::view::Source;
+        let beneficiary = Address::repeat_byte(0xbb);
+        let mv = MvMemory::new(8, 2, beneficiary);
+        let (slot, other_slot) = (U256::from(1), U256::from(2));
+        let core = |nonce| AccountCore { nonce, code_hash: B256::repeat_byte(7) };
+        let value = U256::from;
+        let fee = |amount| (Location::Balance(beneficiary), Write::AddBalance(value(amount)));
+        // Transaction 0 read A and a slot of A in the snapshot, then wrote them.
+        let reads = [
+            ReadRecord::Basic(A, Some(core(1)), Source::Base),
+            ReadRecord::Balance(A, value(50), Source::Base),
+            ReadRecord::Storage(A, slot, value(9), Source::Base),
+        ];
+        let writes = [
+            (Location::Basic(A), Write::Basic(Some(core(2)))),
+            (Location::Balance(A), Write::SetBalance(value(40))),
+            (Location::Storage(A, slot), Write::Storage(value(10))),
+            fee(3),
+        ];
+        mv.record(0, &writes, &[], &reads);
+        // Later ones credit A, pay, set and pay the beneficiary again, and
+        // rewrite the slot; transaction 4 is left out of the block.
+        mv.record(1, &[(Location::Balance(A), Write::AddBalance(value(5))), fee(4)], &[], &[]);
+        let set = (Location::Balance(beneficiary), Write::SetBalance(value(100)));
+        mv.record(2, &[set], &[], &[]);
+        mv.record(3, &[fee(7), (Location::Storage(A, slot), Write::Storage(value(11)))], &[], &[]);
+        let left_out = [(Location::Storage(A, other_slot), Write::Storage(value(1))), fee(8)];
+        mv.record(4, &left_out, &[], &[]);
+        mv.record(4, &[], &left_out, &[]);
+
+        let slots: Vec<FinalSlot> = mv.final_slots().collect();
+        let expected = FinalSlot { address: A, slot, value: Some(value(11)), base: Some(value(9)) };
+        assert_eq!(slots, [expected]);
+        let mut accounts: Vec<_> = mv.final_accounts().collect();
+        accounts.sort_by_key(|(address, _)| *address);
+        let a = FinalFields {
+            core: Some(Some(core(2))),
+            balance: FinalBalance::Set(value(45)),
+            cleared: false,
+            base: Some(Some(BasicAccount {
+                nonce: 1,
+                balance: value(50),
+                code_hash: B256::repeat_byte(7),
+            })),
+        };
+        let paid = FinalFields { balance: FinalBalance::Set(value(107)), ..Default::default() };
+        assert_eq!(accounts, [(A, Some(a)), (beneficiary, Some(paid))]);
+
+        // Credits that overflow leave no final value.
+        let mv = MvMemory::new(2, 1, beneficiary);
+        mv.record(0, &[(Location::Balance(A), Write::AddBalance(U256::MAX))], &[], &[]);
+        mv.record(1, &[(Location::Balance(A), Write::AddBalance(value(1)))], &[], &[]);
+        assert_eq!(mv.final_accounts().collect::<Vec<_>>(), [(A, None)]);
     }
 
     #[test]
@@ -596,16 +854,16 @@ mod tests {
         let mv = MvMemory::new(4, 1, Address::ZERO);
         let slot = U256::from(7);
         assert!(
-            !mv.record(0, &[(Location::Storage(A, slot), Write::Storage(U256::from(3)))], &[])
+            !mv.record(0, &[(Location::Storage(A, slot), Write::Storage(U256::from(3)))], &[], &[])
                 .is_empty()
         );
         let wipe = [(Location::Clear(A), Write::Clear)];
-        assert!(!mv.record(1, &wipe, &[]).is_empty());
+        assert!(!mv.record(1, &wipe, &[], &[]).is_empty());
         assert_eq!(mv.read_storage(A, slot, 1), Read::Value(U256::from(3), 0));
         assert_eq!(mv.read_storage(A, slot, 2), Read::Value(U256::ZERO, 1));
         assert_eq!(mv.read_storage(A, U256::from(8), 3), Read::Value(U256::ZERO, 1));
         // A new incarnation of tx 1 that does not wipe removes the marker.
-        assert!(mv.record(1, &[], &wipe).is_empty());
+        assert!(mv.record(1, &[], &wipe, &[]).is_empty());
         assert_eq!(mv.read_storage(A, slot, 2), Read::Value(U256::from(3), 0));
         assert_eq!(mv.read_storage(A, U256::from(8), 3), Read::Base);
     }

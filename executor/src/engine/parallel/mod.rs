@@ -114,7 +114,7 @@ pub fn execute<DB: DatabaseRef + Sync>(
     let Some(outputs) = outputs else {
         return Err(EngineError::Evm("parallel engine left a transaction unexecuted".into()));
     };
-    let finalized = finalize::finalize(env, state, transactions, outputs, policy, &pool);
+    let finalized = finalize::finalize(env, state, transactions, outputs, &memory, policy, &pool);
     // The multi-version memory is freed on the pool, in the background,
     // once finalization no longer needs every worker.
     pool.spawn(move || drop((memory, code)));
@@ -282,7 +282,8 @@ impl<'a, DB: DatabaseRef + Sync> Run<'a, DB> {
                     let mut slot =
                         self.outputs[version.tx].lock().unwrap_or_else(|e| e.into_inner());
                     let previous = slot.as_ref().map_or(&[][..], |o| &o.writes[..]);
-                    let new = self.ctx.memory.record(version.tx, &output.writes, previous);
+                    let new =
+                        self.ctx.memory.record(version.tx, &output.writes, previous, &output.reads);
                     let previous = slot.replace(output);
                     drop(slot);
                     drop(previous);

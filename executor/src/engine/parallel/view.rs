@@ -222,6 +222,36 @@ pub(crate) fn validate<DB: DatabaseRef>(
     true
 }
 
+/// The snapshot's value of a slot, if the read set read it there.
+pub(crate) fn base_slot(reads: &[ReadRecord], address: Address, slot: U256) -> Option<U256> {
+    reads.iter().find_map(|read| match *read {
+        ReadRecord::Storage(a, s, value, Source::Base) if a == address && s == slot => Some(value),
+        _ => None,
+    })
+}
+
+/// The snapshot's account at `address` (`Some(None)`: none), if the read
+/// set read both its fields and its balance there.
+pub(crate) fn base_account(reads: &[ReadRecord], address: Address) -> Option<Option<BasicAccount>> {
+    let mut core = None;
+    let mut balance = None;
+    for read in reads {
+        match *read {
+            ReadRecord::Basic(a, c, Source::Base) if a == address => core = Some(c),
+            ReadRecord::Balance(a, b, Source::Base) if a == address => balance = Some(b),
+            _ => continue,
+        }
+        if let (Some(core), Some(balance)) = (core, balance) {
+            return Some(core.map(|c| BasicAccount {
+                nonce: c.nonce,
+                balance,
+                code_hash: c.code_hash,
+            }));
+        }
+    }
+    None
+}
+
 /// Whether a read set read any of `locations` (a storage wipe counts as a
 /// write to every slot of its account).
 pub(crate) fn reads_any(reads: &[ReadRecord], locations: &[Location]) -> bool {
