@@ -116,15 +116,11 @@ pub(crate) fn finalize<DB: DatabaseRef + Sync>(
     pool.spawn(move || drop((included, slots, fields)));
     let mut parts = parts?;
     parts.sort_unstable_by_key(|part| part.range);
-    let mut accounts = Vec::new();
+    let mut accounts = Vec::with_capacity(parts.iter().map(|part| part.accounts.len()).sum());
     let mut code = BTreeMap::new();
     for mut part in parts {
         code.append(&mut part.code);
-        if accounts.is_empty() {
-            accounts = part.accounts;
-        } else {
-            accounts.append(&mut part.accounts);
-        }
+        accounts.append(&mut part.accounts);
     }
     // Already sorted: `from_iter`'s stable sort only checks it, then the map
     // is bulk-built.
@@ -241,32 +237,40 @@ fn changed_slots<DB: DatabaseRef + Sync>(
 ) -> Result<Vec<ChangedSlots>, Fallback<DB::Error>> {
     memory
         .final_slots()
-        .try_fold(Vec::new, |mut changed, FinalSlot { address, slot, value, base: before }| {
-            let after = value.ok_or(Fallback::<DB::Error>::Sequential)?;
-            let before = match before {
-                Some(before) => before,
-                None => base
-                    .storage_ref(address, slot)
-                    .map_err(|e| Fallback::Error(EngineError::Database(e)))?,
-            };
-            if before != after {
-                changed.push((address, slot, SlotChange { before, after }));
-            }
-            Ok::<_, Fallback<DB::Error>>(changed)
-        })
+        .try_fold(
+            list(memory.slot_count()),
+            |mut changed, FinalSlot { address, slot, value, base: before }| {
+                let after = value.ok_or(Fallback::<DB::Error>::Sequential)?;
+                let before = match before {
+                    Some(before) => before,
+                    None => base
+                        .storage_ref(address, slot)
+                        .map_err(|e| Fallback::Error(EngineError::Database(e)))?,
+                };
+                if before != after {
+                    changed.push((address, slot, SlotChange { before, after }));
+                }
+                Ok::<_, Fallback<DB::Error>>(changed)
+            },
+        )
         .map(|changed| {
             let mut changed = changed?;
             changed.sort_unstable_by_key(|(address, slot, _)| (*address, *slot));
-            let mut accounts: ChangedSlots = Vec::new();
-            for (address, slot, change) in changed {
-                match accounts.last_mut() {
-                    Some((last, slots)) if *last == address => slots.push((slot, change)),
-                    _ => accounts.push((address, vec![(slot, change)])),
-                }
-            }
+            let accounts = changed
+                .chunk_by(|a, b| a.0 == b.0)
+                .map(|run| (run[0].0, run.iter().map(|(_, slot, c)| (*slot, *c)).collect()))
+                .collect();
             Ok(accounts)
         })
         .collect()
+}
+
+/// An empty list for one part of a parallel gathering of `total` items
+/// (rayon splits the work into a few parts per thread): sized so that it
+/// rarely grows, since growing copies it.
+fn list<T>(total: usize) -> impl Fn() -> Vec<T> + Sync + Send {
+    let parts = rayon::current_num_threads().max(1) * 2;
+    move || Vec::with_capacity(total / parts + 16)
 }
 
 /// The written accounts' own fields as the block leaves them, gathered per
@@ -276,7 +280,7 @@ fn final_fields<E: Send>(
 ) -> Result<Vec<Vec<(Address, FinalFields)>>, Fallback<E>> {
     memory
         .final_accounts()
-        .try_fold(Vec::new, |mut accounts, (address, fields)| {
+        .try_fold(list(memory.account_count()), |mut accounts, (address, fields)| {
             let fields = fields.ok_or(Fallback::<E>::Sequential)?;
             if fields != FinalFields::default() {
                 accounts.push((address, fields));

@@ -532,6 +532,17 @@ impl MvMemory {
         }
     }
 
+    /// Number of slots written (or once written) in the block.
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Number of accounts whose own fields were written (or once written)
+    /// in the block.
+    pub(crate) fn account_count(&self) -> usize {
+        self.accounts.len() + 1
+    }
+
     /// Every written slot's last value, in no order (`None`: an estimate is
     /// left, which a finished run never has).
     pub(crate) fn final_slots(&self) -> impl ParallelIterator<Item = FinalSlot> + '_ {
