@@ -37,7 +37,10 @@ use alloy_primitives::{Address, B256, Bytes, U256, map::HashSet};
 use alloy_trie::KECCAK_EMPTY;
 use rayon::{ThreadPool, prelude::*};
 use revm::{Database, DatabaseRef, state::Account};
-use std::collections::BTreeMap;
+use std::{
+    cmp::Reverse,
+    collections::{BTreeMap, BinaryHeap},
+};
 
 /// Why finalization could not complete in parallel mode.
 #[derive(Debug)]
@@ -327,19 +330,52 @@ fn slots_in_range<'a>(
             }
         }
         parts.retain(|part| !part.is_empty());
-        Some((address, merge_sorted(heads, |(slot, _)| *slot)))
+        Some((address, Merged::new(heads, |(slot, _)| *slot).copied().collect()))
     })
 }
 
-/// Merges lists sorted by `key` into one sorted list (the standard stable
-/// sort finds the sorted runs and merges them).
-fn merge_sorted<T: Copy, K: Ord>(lists: Vec<&[T]>, key: impl Fn(&T) -> K) -> Vec<T> {
-    let mut merged = lists.concat();
-    if lists.len() > 1 {
-        merged.sort_by_key(key);
-    }
-    merged
+/// The elements of lists sorted by `key`, in order: a k-way merge that
+/// moves nothing (each list is a slice; a heap holds each list's next
+/// key).
+struct Merged<'a, T, K, F> {
+    lists: Vec<&'a [T]>,
+    next: BinaryHeap<Reverse<(K, usize)>>,
+    key: F,
+    remaining: usize,
 }
+
+impl<'a, T, K: Ord, F: Fn(&T) -> K> Merged<'a, T, K, F> {
+    fn new(lists: Vec<&'a [T]>, key: F) -> Self {
+        let next = lists
+            .iter()
+            .enumerate()
+            .filter_map(|(i, list)| list.first().map(|first| Reverse((key(first), i))))
+            .collect();
+        let remaining = lists.iter().map(|list| list.len()).sum();
+        Self { lists, next, key, remaining }
+    }
+}
+
+impl<'a, T, K: Ord, F: Fn(&T) -> K> Iterator for Merged<'a, T, K, F> {
+    type Item = &'a T;
+
+    fn next(&mut self) -> Option<&'a T> {
+        let Reverse((_, i)) = self.next.pop()?;
+        let (item, rest) = self.lists[i].split_first()?;
+        self.lists[i] = rest;
+        if let Some(first) = rest.first() {
+            self.next.push(Reverse(((self.key)(first), i)));
+        }
+        self.remaining -= 1;
+        Some(item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl<'a, T, K: Ord, F: Fn(&T) -> K> ExactSizeIterator for Merged<'a, T, K, F> {}
 
 /// The diff of the addresses of range `range`, from the accounts' final
 /// fields and the changed slots: balance credits summed on top of the
@@ -357,9 +393,8 @@ fn range_diff<DB: DatabaseRef>(
     range: usize,
 ) -> Result<Part, Fallback<DB::Error>> {
     let parts = fields.iter().map(|list| ranges.slice(list, range)).collect();
-    let written = merge_sorted(parts, |(address, _)| *address);
+    let mut written = Merged::new(parts, |(address, _)| *address).peekable();
     let mut slots = slots_in_range(slots, ranges, range).peekable();
-    let mut written = written.into_iter().peekable();
     let mut accounts = Vec::with_capacity(written.len());
     let mut replayed = Vec::new();
     let db = |e| Fallback::Error(EngineError::Database(e));
@@ -372,7 +407,7 @@ fn range_diff<DB: DatabaseRef>(
             (Some((a, _)), Some((b, _))) => (*a).min(*b),
         };
         let account = match written.next_if(|(a, _)| *a == address) {
-            Some((_, account)) => account,
+            Some((_, account)) => *account,
             None => FinalFields::default(),
         };
         let storage = slots.next_if(|(a, _)| *a == address).map(|(_, s)| s).unwrap_or_default();
