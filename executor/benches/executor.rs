@@ -9,6 +9,11 @@
 //! so the line is the engine's own overhead). Execution only:
 //! senders are recovered up front, no state root or receipts root.
 //!
+//! Times are medians over the runs; `speedup`, `ceiling` and `of_ceiling`
+//! are medians of the ratios within each run (sequential, parallel and
+//! ceiling timed back to back), which this machine's drifting speed
+//! disturbs less than ratios of medians taken minutes apart.
+//!
 //! Knobs (environment): `BENCH_TXS` (transactions per block, default 10000),
 //! `BENCH_RUNS` (repetitions, medians reported, default 7), `BENCH_POOLS`
 //! (AMM pools, default 100), `BENCH_THREADS` (comma-separated thread counts,
@@ -32,9 +37,13 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn median(mut samples: Vec<Duration>) -> f64 {
-    samples.sort_unstable();
-    samples[samples.len() / 2].as_secs_f64() * 1_000.0
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_unstable_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn ms(elapsed: Duration) -> f64 {
+    elapsed.as_secs_f64() * 1_000.0
 }
 
 fn run(engine: Engine, w: &Workload) -> (Duration, EngineOutput) {
@@ -78,23 +87,28 @@ fn bench(w: &Workload, runs: usize, threads: &[usize], pool: &rayon::ThreadPool)
         run(engine(*t), w);
     }
     ceiling_run(pool, &left, &right);
+    // Each run times every configuration once, back to back; ratios are
+    // taken within a run (this machine's speed drifts between runs), and
+    // their medians reported.
     let mut sequential = Vec::new();
     let mut ceiling = Vec::new();
-    let mut parallel: Vec<Vec<Duration>> = vec![Vec::new(); threads.len()];
+    let mut parallel: Vec<Vec<f64>> = vec![Vec::new(); threads.len()];
     for _ in 0..runs {
-        sequential.push(run(Engine::Sequential, w).0);
+        sequential.push(ms(run(Engine::Sequential, w).0));
         for (i, t) in threads.iter().enumerate() {
             let (elapsed, out) = run(engine(*t), w);
             assert!(out == reference, "{}: parallel output differs from sequential", w.name);
-            parallel[i].push(elapsed);
+            parallel[i].push(ms(elapsed));
         }
-        ceiling.push(ceiling_run(pool, &left, &right));
+        ceiling.push(ms(ceiling_run(pool, &left, &right)));
     }
-    let sequential_ms = median(sequential);
-    let ceiling_speedup = sequential_ms / median(ceiling);
+    let paired = |f: &dyn Fn(usize) -> f64| median((0..runs).map(f).collect());
+    let ceiling_speedup = paired(&|run| sequential[run] / ceiling[run]);
+    let sequential_ms = median(sequential.clone());
     for (t, samples) in threads.iter().zip(parallel) {
+        let speedup = paired(&|run| sequential[run] / samples[run]);
+        let of_ceiling = paired(&|run| ceiling[run] / samples[run]);
         let parallel_ms = median(samples);
-        let speedup = sequential_ms / parallel_ms;
         let line = serde_json::json!({
             "workload": w.name,
             "txs": w.txs.len(),
@@ -103,7 +117,7 @@ fn bench(w: &Workload, runs: usize, threads: &[usize], pool: &rayon::ThreadPool)
             "parallel_ms": round(parallel_ms),
             "speedup": round(speedup),
             "ceiling": round(ceiling_speedup),
-            "of_ceiling": round(speedup / ceiling_speedup),
+            "of_ceiling": round(of_ceiling),
             "sequential_tx_per_s": (w.txs.len() as f64 / sequential_ms * 1_000.0).round(),
             "parallel_tx_per_s": (w.txs.len() as f64 / parallel_ms * 1_000.0).round(),
             "sequential_mgas_per_s": round(gas as f64 / sequential_ms / 1_000.0),
