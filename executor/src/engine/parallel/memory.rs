@@ -262,6 +262,21 @@ impl BalanceSum {
         self.credits = self.credits.and_then(|sum| sum.checked_add(amount));
     }
 
+    /// The balance the block leaves, when summed above every transaction
+    /// (`None`: an estimate is left, which a finished run never has, or
+    /// the credits overflow).
+    fn into_final(self) -> Option<FinalBalance> {
+        if self.blocked.is_some() {
+            return None;
+        }
+        let credits = self.credits?;
+        Some(match (self.set, self.latest) {
+            (Some((_, v)), _) => FinalBalance::Set(v.checked_add(credits)?),
+            (None, Some(_)) => FinalBalance::Credited(credits),
+            (None, None) => FinalBalance::Untouched,
+        })
+    }
+
     /// The balance read: the latest absolute value (or `base()`) plus the
     /// credits above it.
     fn finish<E>(self, base: impl FnOnce() -> Result<U256, E>) -> Result<Read<U256>, E> {
@@ -326,21 +341,6 @@ pub(crate) enum FinalBalance {
     Credited(U256),
     /// This absolute value (later credits included).
     Set(U256),
-}
-
-impl FinalBalance {
-    /// The balance after `write`, in order; `None` if a sum of credits
-    /// overflows (credits are non-negative: in any order, partial sums
-    /// overflow only if the total does).
-    fn then(self, write: &Write) -> Option<Self> {
-        Some(match (self, write) {
-            (_, Write::SetBalance(v)) => Self::Set(*v),
-            (Self::Untouched, Write::AddBalance(d)) => Self::Credited(*d),
-            (Self::Credited(sum), Write::AddBalance(d)) => Self::Credited(sum.checked_add(*d)?),
-            (Self::Set(v), Write::AddBalance(d)) => Self::Set(v.checked_add(*d)?),
-            _ => unreachable!("balance location holds balance writes"),
-        })
-    }
 }
 
 /// The locations an incarnation wrote that its previous one did not.
@@ -569,15 +569,8 @@ impl MvMemory {
             .filter(|entry| *entry.key() != self.beneficiary)
             .map(|entry| {
                 let account = entry.value();
-                let balance =
-                    account.balance.0.iter().try_fold(FinalBalance::Untouched, |b, e| match e {
-                        (_, Entry::Value(write)) => b.then(write),
-                        (_, Entry::Estimate) => None,
-                    });
-                let fields =
-                    final_core_and_clear(account).zip(balance).map(|((core, cleared), balance)| {
-                        FinalFields { core, balance, cleared, base: account.base }
-                    });
+                let balance = BalanceSum::of(&account.balance, TxIdx::MAX);
+                let fields = final_fields(final_core_and_clear(account), balance, account.base);
                 (*entry.key(), fields)
             })
             .chain(beneficiary)
@@ -587,48 +580,20 @@ impl MvMemory {
     /// latest absolute balance (`None` if nothing wrote it).
     fn final_beneficiary(&self) -> Option<Option<FinalFields>> {
         let own = self.accounts.get(&self.beneficiary);
-        let (core, cleared, set, base) = match &own {
-            Some(account) => {
-                let Some((core, cleared)) = final_core_and_clear(account) else {
-                    return Some(None);
-                };
-                let set = match account.balance.0.last() {
-                    Some((tx, Entry::Value(Write::SetBalance(v)))) => Some((*tx, *v)),
-                    Some((_, Entry::Estimate)) => return Some(None),
-                    Some((_, Entry::Value(_))) => {
-                        unreachable!("its own list holds absolute values")
-                    }
-                    None => None,
-                };
-                (core, cleared, set, account.base)
-            }
-            None => (None, false, None, None),
+        let (core_and_clear, mut balance, base) = match &own {
+            Some(account) => (
+                final_core_and_clear(account),
+                BalanceSum::of(&account.balance, TxIdx::MAX),
+                account.base,
+            ),
+            None => (Some((None, false)), BalanceSum::new(), None),
         };
         drop(own);
-        let floor = set.map(|(tx, _)| tx);
-        let mut credits = None;
-        for stripe in self.fees.iter() {
-            let stripe = stripe.0.lock().unwrap_or_else(|e| e.into_inner());
-            for (tx, entry) in &stripe.0 {
-                if floor.is_some_and(|floor| *tx <= floor) {
-                    continue;
-                }
-                let Entry::Value(Write::AddBalance(credit)) = entry else { return Some(None) };
-                let sum = credits.unwrap_or(U256::ZERO).checked_add(*credit);
-                let Some(sum) = sum else { return Some(None) };
-                credits = Some(sum);
-            }
+        self.add_fees(&mut balance, TxIdx::MAX);
+        match final_fields(core_and_clear, balance, base) {
+            Some(fields) if fields == FinalFields::default() => None,
+            fields => Some(fields),
         }
-        let balance = match (set, credits) {
-            (Some((_, v)), credits) => match v.checked_add(credits.unwrap_or_default()) {
-                Some(v) => FinalBalance::Set(v),
-                None => return Some(None),
-            },
-            (None, Some(sum)) => FinalBalance::Credited(sum),
-            (None, None) => FinalBalance::Untouched,
-        };
-        let fields = FinalFields { core, balance, cleared, base };
-        (fields != FinalFields::default()).then_some(Some(fields))
     }
 
     /// Turns an aborted incarnation's writes into estimates.
@@ -708,6 +673,19 @@ impl MvMemory {
             (None, None) => Read::Base,
         }
     }
+}
+
+/// An account's final fields from its last core write and wipe, its
+/// balance summed above every transaction and its snapshot value (`None`:
+/// an estimate is left, or credits overflow).
+fn final_fields(
+    core_and_clear: Option<(Option<Option<AccountCore>>, bool)>,
+    balance: BalanceSum,
+    base: Option<Option<BasicAccount>>,
+) -> Option<FinalFields> {
+    let balance = balance.into_final()?;
+    let (core, cleared) = core_and_clear?;
+    Some(FinalFields { core, balance, cleared, base })
 }
 
 /// An account's last core write and whether it was wiped (`None`: an
