@@ -25,7 +25,7 @@ use alloy_primitives::{Address, B256, U256};
 use sqlx::{PgPool, postgres::PgPoolOptions};
 
 pub use chain::{StoredBlock, StoredTransaction};
-pub use mempool::{NewTransaction, PendingTransaction};
+pub use mempool::{MempoolStatus, NewTransaction, PendingTransaction};
 pub use progress::{BatchRecord, ProposalRecord, TransactionLifecycle};
 
 /// Errors from the store.

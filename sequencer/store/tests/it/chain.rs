@@ -9,7 +9,7 @@ use rollup_executor::{
     execute_block,
     genesis::{ChainGenesis, funded_genesis},
 };
-use rollup_store::{NewTransaction, StoreError, testing::TestDatabase};
+use rollup_store::{MempoolStatus, NewTransaction, StoreError, testing::TestDatabase};
 
 fn chain() -> (ChainConfig, PrivateKeySigner, ChainGenesis) {
     let mut config = ChainConfig::dev_defaults();
@@ -107,6 +107,49 @@ async fn mempool_insert_is_idempotent_and_ordered() {
     db.store.insert_transactions(&[as_new(&transfer(&config, &signer, 5))]).await.unwrap();
     assert_eq!(db.store.pending_nonce(signer.address(), 0).await.unwrap(), 3);
     assert_eq!(db.store.pending_nonce(signer.address(), 4).await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn replaced_and_expired_transactions_are_dropped_with_their_reason() {
+    let db = TestDatabase::new().await;
+    let (config, signer, _) = chain();
+    let txs: Vec<_> = (0..3).map(|n| as_new(&transfer(&config, &signer, n))).collect();
+    db.store.insert_transactions(&txs).await.unwrap();
+
+    // Nonce 0 again with both fees doubled: it replaces the first one.
+    let bumped = TxEip1559 {
+        chain_id: config.chain_id,
+        nonce: 0,
+        gas_limit: 21_000,
+        max_fee_per_gas: 4_000_000_000,
+        max_priority_fee_per_gas: 2_000_000,
+        to: TxKind::Call(Address::repeat_byte(0xbb)),
+        value: U256::from(1_000),
+        ..Default::default()
+    };
+    let signature = signer.sign_hash_sync(&bumped.signature_hash()).unwrap();
+    let bumped = RecoveredTx::new_unchecked(bumped.into_signed(signature).into(), signer.address());
+    let replacement = NewTransaction { replaces: Some(txs[0].hash), ..as_new(&bumped) };
+    db.store.insert_transactions(&[replacement.clone()]).await.unwrap();
+
+    let status = |hash| {
+        let store = db.store.clone();
+        async move { store.mempool_transaction(hash).await.unwrap().unwrap().2 }
+    };
+    assert_eq!(status(txs[0].hash).await, MempoolStatus::Dropped("replaced".into()));
+    assert_eq!(status(replacement.hash).await, MempoolStatus::Pending);
+
+    // Expiry drops only what is still pending: the replaced one keeps its reason.
+    let expired = db.store.expire_transactions(&[txs[0].hash, txs[2].hash]).await.unwrap();
+    assert_eq!(expired, 1);
+    assert_eq!(status(txs[0].hash).await, MempoolStatus::Dropped("replaced".into()));
+    assert_eq!(status(txs[2].hash).await, MempoolStatus::Dropped("expired".into()));
+    let pending = db.store.pending_transactions(10).await.unwrap();
+    assert_eq!(
+        pending.iter().map(|p| p.hash).collect::<Vec<_>>(),
+        vec![txs[1].hash, replacement.hash],
+        "arrival order among what is left"
+    );
 }
 
 #[tokio::test]
