@@ -44,6 +44,37 @@ pub enum MempoolStatus {
     Dropped(String),
 }
 
+/// Stores a group of new transactions; `$1..$4` are their hashes, senders,
+/// nonces and raw bytes. Identical resubmissions are ignored.
+const INSERT: &str = "INSERT INTO mempool (tx_hash, sender, nonce, raw)
+     SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[])
+     ON CONFLICT (tx_hash) DO NOTHING";
+
+/// [`INSERT`] that also marks the pending transactions `$5` dropped as
+/// replaced, atomically with the insert.
+///
+/// Statements that find mempool rows by hash join on the unique hash index
+/// (`FROM UNNEST(..) WHERE tx_hash = hash`) rather than filtering with
+/// `tx_hash = ANY($n) AND status = 0`: under a generic plan over stale
+/// statistics, the planner ran that filter as a bitmap AND of the whole
+/// pending index with the hash index, visiting every pending row once per
+/// statement. In the insert (it had this `UPDATE` even with no
+/// replacements) that was half of Postgres' CPU under single requests.
+const INSERT_REPLACING: &str = "WITH replaced AS (
+         UPDATE mempool SET status = 2, drop_reason = 'replaced'
+         FROM UNNEST($5::bytea[]) AS old (hash)
+         WHERE mempool.tx_hash = old.hash AND mempool.status = 0
+     )
+     INSERT INTO mempool (tx_hash, sender, nonce, raw)
+     SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[])
+     ON CONFLICT (tx_hash) DO NOTHING";
+
+/// Marks the still-pending transactions `$1` dropped as expired (by hash:
+/// see [`INSERT_REPLACING`]).
+const EXPIRE: &str = "UPDATE mempool SET status = 2, drop_reason = 'expired'
+     FROM UNNEST($1::bytea[]) AS old (hash)
+     WHERE mempool.tx_hash = old.hash AND mempool.status = 0";
+
 impl Store {
     /// Stores transactions durably in one database transaction; identical
     /// resubmissions are ignored (the hash is unique) and replaced
@@ -58,28 +89,8 @@ impl Store {
         let raws: Vec<&[u8]> = txs.iter().map(|t| t.raw.as_ref()).collect();
         let replaced: Vec<&[u8]> =
             txs.iter().filter_map(|t| t.replaces.as_ref()).map(|h| h.as_slice()).collect();
-        // One statement, so one round trip and atomic without BEGIN/COMMIT:
-        // the replaced rows are marked dropped as the new ones go in. Without
-        // replacements (nearly every group) the statement has no `UPDATE`.
-        // It had `WHERE tx_hash = ANY($5) AND status = 0`, which a generic
-        // plan over stale statistics ran as a bitmap AND of the whole
-        // pending index with the hash index: every pending row was visited
-        // once per commit group, half of Postgres' CPU with single requests.
-        // The join below walks the unique hash index once per replaced hash.
-        let statement = if replaced.is_empty() {
-            "INSERT INTO mempool (tx_hash, sender, nonce, raw)
-             SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[])
-             ON CONFLICT (tx_hash) DO NOTHING"
-        } else {
-            "WITH replaced AS (
-                 UPDATE mempool SET status = 2, drop_reason = 'replaced'
-                 FROM UNNEST($5::bytea[]) AS old (hash)
-                 WHERE mempool.tx_hash = old.hash AND mempool.status = 0
-             )
-             INSERT INTO mempool (tx_hash, sender, nonce, raw)
-             SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[])
-             ON CONFLICT (tx_hash) DO NOTHING"
-        };
+        // One statement, so one round trip and atomic without BEGIN/COMMIT.
+        let statement = if replaced.is_empty() { INSERT } else { INSERT_REPLACING };
         let query = sqlx::query(statement).bind(&hashes).bind(&senders).bind(&nonces).bind(&raws);
         let query = if replaced.is_empty() { query } else { query.bind(&replaced) };
         query.execute(&self.pool).await?;
@@ -127,17 +138,7 @@ impl Store {
     /// Marks still-pending transactions dropped as expired.
     pub async fn expire_transactions(&self, hashes: &[B256]) -> Result<u64> {
         let hashes: Vec<&[u8]> = hashes.iter().map(|h| h.as_slice()).collect();
-        // A join on the unique hash index: `tx_hash = ANY($1) AND status = 0`
-        // may be planned as a scan of the whole pending index (see
-        // `insert_transactions`).
-        let done = sqlx::query(
-            "UPDATE mempool SET status = 2, drop_reason = 'expired'
-             FROM UNNEST($1::bytea[]) AS old (hash)
-             WHERE mempool.tx_hash = old.hash AND mempool.status = 0",
-        )
-        .bind(&hashes)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(EXPIRE).bind(&hashes).execute(&self.pool).await?;
         Ok(done.rows_affected())
     }
 
@@ -222,5 +223,51 @@ impl Store {
             }
         }
         Ok(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{EXPIRE, INSERT, INSERT_REPLACING};
+    use crate::testing::TestDatabase;
+    use sqlx::{Connection, PgConnection};
+
+    /// The hash-keyed statements stay on the unique hash index as generic
+    /// plans over stale statistics (analyzed empty, then filled): never a
+    /// walk of the pending index, which visits every pending row.
+    #[tokio::test]
+    async fn hash_keyed_statements_never_walk_the_pending_index() {
+        let db = TestDatabase::new().await;
+        let mut conn = PgConnection::connect(&db.url).await.unwrap();
+        for setup in [
+            "ALTER TABLE mempool SET (autovacuum_enabled = false)",
+            "ANALYZE mempool",
+            "INSERT INTO mempool (tx_hash, sender, nonce, raw)
+             SELECT sha256(i::text::bytea), substring(sha256((i % 1000)::text::bytea), 1, 20),
+                    i / 1000, '\\x00'
+             FROM generate_series(1, 20000) AS i",
+            "SET plan_cache_mode = force_generic_plan",
+        ] {
+            sqlx::query(setup).execute(&mut conn).await.unwrap();
+        }
+        for (name, statement, arguments) in [
+            ("insert", INSERT, "'{}', '{}', '{}', '{}'"),
+            ("insert_replacing", INSERT_REPLACING, "'{}', '{}', '{}', '{}', '{}'"),
+            ("expire", EXPIRE, "'{}'"),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("PREPARE {name} AS {statement}")))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "EXPLAIN EXECUTE {name}({arguments})"
+            )))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            let plan = plan.join("\n");
+            assert!(plan.contains("mempool_tx_hash_key"), "{name}:\n{plan}");
+            assert!(!plan.contains("mempool_pending"), "{name}:\n{plan}");
+        }
     }
 }

@@ -130,7 +130,7 @@ async fn replaced_and_expired_transactions_are_dropped_with_their_reason() {
     let signature = signer.sign_hash_sync(&bumped.signature_hash()).unwrap();
     let bumped = RecoveredTx::new_unchecked(bumped.into_signed(signature).into(), signer.address());
     let replacement = NewTransaction { replaces: Some(txs[0].hash), ..as_new(&bumped) };
-    db.store.insert_transactions(&[replacement.clone()]).await.unwrap();
+    db.store.insert_transactions(std::slice::from_ref(&replacement)).await.unwrap();
 
     let status = |hash| {
         let store = db.store.clone();
