@@ -21,12 +21,22 @@ fn chain() -> (ChainConfig, PrivateKeySigner, ChainGenesis) {
 }
 
 fn transfer(config: &ChainConfig, signer: &PrivateKeySigner, nonce: u64) -> RecoveredTx {
+    transfer_paying(config, signer, nonce, 1)
+}
+
+/// A transfer whose fee fields are `times` the usual ones.
+fn transfer_paying(
+    config: &ChainConfig,
+    signer: &PrivateKeySigner,
+    nonce: u64,
+    times: u128,
+) -> RecoveredTx {
     let tx = TxEip1559 {
         chain_id: config.chain_id,
         nonce,
         gas_limit: 21_000,
-        max_fee_per_gas: 2_000_000_000,
-        max_priority_fee_per_gas: 1_000_000,
+        max_fee_per_gas: 2_000_000_000 * times,
+        max_priority_fee_per_gas: 1_000_000 * times,
         to: TxKind::Call(Address::repeat_byte(0xbb)),
         value: U256::from(1_000),
         ..Default::default()
@@ -117,18 +127,7 @@ async fn replaced_and_expired_transactions_are_dropped_with_their_reason() {
     db.store.insert_transactions(&txs).await.unwrap();
 
     // Nonce 0 again with both fees doubled: it replaces the first one.
-    let bumped = TxEip1559 {
-        chain_id: config.chain_id,
-        nonce: 0,
-        gas_limit: 21_000,
-        max_fee_per_gas: 4_000_000_000,
-        max_priority_fee_per_gas: 2_000_000,
-        to: TxKind::Call(Address::repeat_byte(0xbb)),
-        value: U256::from(1_000),
-        ..Default::default()
-    };
-    let signature = signer.sign_hash_sync(&bumped.signature_hash()).unwrap();
-    let bumped = RecoveredTx::new_unchecked(bumped.into_signed(signature).into(), signer.address());
+    let bumped = transfer_paying(&config, &signer, 0, 2);
     let replacement = NewTransaction { replaces: Some(txs[0].hash), ..as_new(&bumped) };
     db.store.insert_transactions(std::slice::from_ref(&replacement)).await.unwrap();
 
