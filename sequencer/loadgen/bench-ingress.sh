@@ -17,9 +17,14 @@
 #   BENCH_SKIP_BUILD=1      use the existing release binaries
 #   BENCH_KEEP_TMP=1        keep the temporary folder (logs, results) and print its path
 #
-# Before each measurement of our node the script waits until the block
-# producer has emptied the mempool (`rollup_mempool_pending` 0), so every run
-# starts from an idle node; the wait is printed as "drained in". Likewise
+# After each measurement of our node the script waits until the block
+# producer has emptied the mempool (`rollup_mempool_pending` 0), so anvil's
+# run and the next one start with our node idle; the wait is printed as
+# "drained in". Our node's CPU per accepted transaction (the rollup-node
+# process, and Postgres: the postmaster with its children, live and
+# reaped) is counted from the start of its measurement to the end of that
+# wait, so the block producer's, checkpoint's and batcher's work for the
+# load is included; loadgen reports its own CPU while sending. Likewise
 # anvil's pool is mined empty (`anvil_mine`) after each of its measurements:
 # left in the pool, its pending-nonce queries slow down with the pool's size
 # (minutes at 100,000 transactions). Every run continues from the accounts'
@@ -205,6 +210,33 @@ anvil_drain() {
     log "anvil's pool is still not empty: $status"
 }
 
+CLOCK_TICKS="$(getconf CLK_TCK)"
+
+# CPU ticks (user and system) of process $1 and its threads, plus its
+# reaped children's when $2 is "with-reaped".
+ticks_of() {
+    local fields
+    fields="$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null)" || { echo 0; return; }
+    # Fields after the command: utime is the 12th, stime 13th, cutime 14th, cstime 15th.
+    awk -v reaped="${2:-}" '{ t = $12 + $13; if (reaped == "with-reaped") t += $14 + $15; print t }' <<<"$fields"
+}
+
+# CPU ticks of our node's Postgres: the postmaster (with the backends it
+# has reaped) and its live children.
+postgres_ticks() {
+    local postmaster total child
+    postmaster="$(pgrep -P "$NODE_PID" -x postgres | head -n 1)"
+    [[ -n "$postmaster" ]] || { echo 0; return; }
+    total="$(ticks_of "$postmaster" with-reaped)"
+    for child in $(pgrep -P "$postmaster"); do
+        total=$((total + $(ticks_of "$child")))
+    done
+    echo "$total"
+}
+
+# Runs loadgen once; its JSON line goes to the results (with our node's
+# CPU per transaction added when $5 is set: "node_ticks postgres_ticks"
+# at the start, the end taken now).
 measure() {
     local target="$1" url="$2" mode="$3" run="$4" line
     log "run $run/$RUNS: $target, $mode"
@@ -212,6 +244,22 @@ measure() {
         --txs-per-account "$TXS_PER_ACCOUNT" --mode "$mode" \
         --concurrency "$CONCURRENCY" --batch-size "$BATCH_SIZE" \
         --first-account "$FIRST_ACCOUNT" --label "$target")"
+    echo "$line" >>"$RESULTS.$target"
+}
+
+# Adds our node's and its Postgres' CPU per accepted transaction, since the
+# counts $1 (node) and $2 (Postgres), to the last line of ours.
+add_node_cpu() {
+    local line
+    line="$(tail -n 1 "$RESULTS.ours")"
+    line="$(python3 -c '
+import json, sys
+line = json.loads(sys.argv[1])
+node0, pg0, node1, pg1, hz = map(int, sys.argv[2:])
+accepted = max(line["accepted"], 1)
+line["node_cpu_us_per_tx"] = round((node1 - node0) / hz * 1e6 / accepted, 1)
+line["postgres_cpu_us_per_tx"] = round((pg1 - pg0) / hz * 1e6 / accepted, 1)
+print(json.dumps(line))' "$line" "$1" "$2" "$(ticks_of "$NODE_PID")" "$(postgres_ticks)" "$CLOCK_TICKS")"
     echo "$line" >&2
     echo "$line" >>"$RESULTS"
 }
@@ -219,12 +267,16 @@ measure() {
 for run in $(seq 1 "$RUNS"); do
     for mode in batch single; do
         wait_for_drain
+        node_start="$(ticks_of "$NODE_PID")"
+        postgres_start="$(postgres_ticks)"
         measure ours "$OURS_RPC" "$mode" "$run"
+        wait_for_drain
+        add_node_cpu "$node_start" "$postgres_start"
         measure anvil "$ANVIL_RPC" "$mode" "$run"
+        tail -n 1 "$RESULTS.anvil" | tee -a "$RESULTS" >&2
         anvil_drain
     done
 done
-wait_for_drain
 
 # --- table --------------------------------------------------------------
 python3 - "$RESULTS" "$ACCOUNTS" "$TXS_PER_ACCOUNT" "$RUNS" "$CONCURRENCY" "$BATCH_SIZE" <<'EOF'
@@ -236,7 +288,8 @@ print()
 print(f"ingress: {accounts} accounts x {per_account} txs = {int(accounts) * int(per_account)} txs "
       f"per measurement, {runs} runs, concurrency {concurrency}, batch size {batch} "
       f"(medians over runs)")
-header = f"{'mode':<7} {'target':<6} {'tx/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'accepted':>10} {'errors':>8}"
+header = (f"{'mode':<7} {'target':<6} {'tx/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'accepted':>10} "
+          f"{'errors':>8} {'node µs/tx':>11} {'pg µs/tx':>9} {'loadgen µs/tx':>14}")
 print(header)
 print("-" * len(header))
 medians = {}
@@ -252,8 +305,12 @@ for mode in ("batch", "single"):
         txs = sum(r["txs"] for r in sel)
         errors = sum(r["errors"] for r in sel)
         medians[(mode, target)] = (tps, p99)
+        def cpu(key):
+            values = [r[key] for r in sel if key in r]
+            return f"{statistics.median(values):.1f}" if values else "-"
         print(f"{mode:<7} {target:<6} {tps:>9.0f} {p50:>8.2f} {p99:>8.2f} "
-              f"{f'{accepted}/{txs}':>10} {errors:>8}")
+              f"{f'{accepted}/{txs}':>10} {errors:>8} {cpu('node_cpu_us_per_tx'):>11} "
+              f"{cpu('postgres_cpu_us_per_tx'):>9} {cpu('loadgen_cpu_us_per_tx'):>14}")
 print()
 for mode in ("batch", "single"):
     ours, anvil = medians.get((mode, "ours")), medians.get((mode, "anvil"))

@@ -142,8 +142,10 @@ fn main() -> eyre::Result<()> {
     bar.set_style(ProgressStyle::with_template(
         "{elapsed_precise} [{bar:40}] {pos}/{len} txs {per_sec} eta {eta}",
     )?);
+    let cpu_before = report::process_cpu();
     let outcome =
         runtime.block_on(send::send_all(&args.rpc_url, requests, batch, args.concurrency, bar))?;
+    let send_cpu = report::process_cpu().saturating_sub(cpu_before);
 
     let seconds = outcome.elapsed.as_secs_f64();
     let tally = &outcome.tally;
@@ -170,6 +172,9 @@ fn main() -> eyre::Result<()> {
         "p99_ms": latency.p99_ms,
         "concurrency": args.concurrency,
         "batch_size": per_request,
+        // This process's CPU while sending (signing excluded), per accepted
+        // transaction: the load generator's share of a machine it shares.
+        "loadgen_cpu_us_per_tx": report::cpu_us_per_tx(send_cpu, tally.accepted),
     });
     println!("{line}");
     Ok(())

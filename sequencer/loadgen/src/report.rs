@@ -118,6 +118,27 @@ impl Tally {
     }
 }
 
+/// CPU time (user and system) this process has used so far, all threads.
+pub fn process_cpu() -> std::time::Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `getrusage` fills the struct it is given; RUSAGE_SELF is valid.
+    let usage = unsafe {
+        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
+            return std::time::Duration::ZERO;
+        }
+        usage.assume_init()
+    };
+    let time = |t: libc::timeval| {
+        std::time::Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.max(0) as u32) * 1_000)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// Microseconds of `cpu` per accepted transaction (0 when none was accepted).
+pub fn cpu_us_per_tx(cpu: std::time::Duration, accepted: u64) -> f64 {
+    if accepted == 0 { 0.0 } else { round(cpu.as_secs_f64() * 1e6 / accepted as f64, 1) }
+}
+
 /// A new latency histogram: microseconds, 1 µs to 10 minutes, 3 significant digits.
 pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
@@ -247,5 +268,22 @@ mod tests {
         assert_eq!(per_second(5, 0.0), 0.0);
         assert_eq!(round(1.23456, 3), 1.235);
         assert_eq!(round(7499.96, 1), 7500.0);
+    }
+
+    #[test]
+    fn process_cpu_counts_this_process_work() {
+        let before = process_cpu();
+        let started = std::time::Instant::now();
+        // Spin until the clock (10 ms ticks at worst) has moved, or give up
+        // after ten seconds of wall time (the assertion then fails).
+        let mut x = 0u64;
+        while process_cpu() < before + std::time::Duration::from_millis(20)
+            && started.elapsed() < std::time::Duration::from_secs(10)
+        {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        assert!(process_cpu() >= before + std::time::Duration::from_millis(20));
+        assert_eq!(cpu_us_per_tx(std::time::Duration::from_millis(3), 100), 30.0);
+        assert_eq!(cpu_us_per_tx(std::time::Duration::from_millis(3), 0), 0.0);
     }
 }
