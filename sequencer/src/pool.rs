@@ -211,14 +211,15 @@ impl TxPool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use alloy_consensus::{SignableTransaction, TxEip1559};
     use alloy_primitives::TxKind;
     use alloy_signer::SignerSync;
     use alloy_signer_local::PrivateKeySigner;
 
-    fn tx(
+    /// A signed EIP-1559 transfer on chain 1.
+    pub(crate) fn tx(
         signer: &PrivateKeySigner,
         nonce: u64,
         max_fee: u128,

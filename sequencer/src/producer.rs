@@ -355,7 +355,11 @@ fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
 
 /// Decodes pending transactions and orders them: arrival order overall, but
 /// each sender's transactions by nonce (a sender's slots, in arrival order,
-/// are filled with its transactions sorted by nonce).
+/// are filled with its transactions sorted by nonce). Of several pending
+/// transactions with one sender and nonce (a replacement whose commit ran
+/// beside the replaced one's, or two API replicas admitting different
+/// transactions), the latest arrival comes first; the others then fail
+/// with a nonce too low and are dropped.
 fn decode_in_nonce_order(pending: Vec<PendingTransaction>) -> (Vec<RecoveredTx>, Vec<SkippedTx>) {
     let mut decoded = Vec::with_capacity(pending.len());
     let mut bad = Vec::new();
@@ -382,4 +386,43 @@ fn decode_in_nonce_order(pending: Vec<PendingTransaction>) -> (Vec<RecoveredTx>,
         .filter_map(|sender| by_sender.get_mut(&sender).and_then(Vec::pop))
         .collect();
     (ordered, bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::tests::tx;
+    use alloy_eips::Encodable2718;
+    use alloy_signer_local::PrivateKeySigner;
+
+    fn pending(seq: i64, tx: &RecoveredTx) -> PendingTransaction {
+        PendingTransaction {
+            seq,
+            hash: *tx.inner().tx_hash(),
+            sender: tx.signer(),
+            nonce: alloy_consensus::Transaction::nonce(tx.inner()),
+            raw: tx.inner().encoded_2718().into(),
+        }
+    }
+
+    #[test]
+    fn senders_run_in_nonce_order_and_the_latest_arrival_of_a_nonce_first() {
+        let (a, b) = (PrivateKeySigner::random(), PrivateKeySigner::random());
+        let a1 = tx(&a, 1, 100, 10, 1);
+        let a0 = tx(&a, 0, 100, 10, 1);
+        let b0 = tx(&b, 0, 100, 10, 1);
+        let a0_bumped = tx(&a, 0, 200, 20, 1);
+        let arrivals = [&a1, &a0, &b0, &a0_bumped];
+        let mut pending: Vec<_> =
+            arrivals.iter().enumerate().map(|(seq, tx)| pending(seq as i64, tx)).collect();
+        pending.push(PendingTransaction { raw: vec![0xc0].into(), ..pending[0].clone() });
+
+        let (ordered, undecodable) = decode_in_nonce_order(pending);
+        let hashes: Vec<B256> = ordered.iter().map(|t| *t.inner().tx_hash()).collect();
+        let expected: Vec<B256> =
+            [&a0_bumped, &a0, &b0, &a1].iter().map(|t| *t.inner().tx_hash()).collect();
+        assert_eq!(hashes, expected);
+        assert_eq!(undecodable.len(), 1);
+        assert_eq!(undecodable[0].hash, *a1.inner().tx_hash());
+    }
 }
