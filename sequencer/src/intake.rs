@@ -1,11 +1,10 @@
 //! Group commit of admitted transactions. Submissions wait on one channel; a
 //! single dispatcher takes everything queued (up to a limit) as one group and
 //! stores it in one database transaction, then acknowledges every submitter.
-//! At most [`COMMITS_IN_FLIGHT`] groups commit at once: while they do, new
-//! submissions gather in the channel and leave together as soon as a commit
+//! At most [`COMMITS_IN_FLIGHT`] groups commit at once: while one does, new
+//! submissions gather in the channel and leave together as soon as it
 //! finishes, so the group size follows the load (one transaction when idle,
-//! hundreds under load) and the fsync of one commit overlaps the gathering
-//! and round trips of the next. A transaction is acknowledged only after its
+//! hundreds under load). A transaction is acknowledged only after its
 //! commit.
 
 use rollup_store::{NewTransaction, Store};
@@ -14,10 +13,14 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Most transactions stored in one round trip.
 pub const MAX_GROUP: usize = 2_000;
-/// Group commits in flight at once. Two keep the database busy (one commits
-/// while the next is sent); more split the same load into smaller groups,
-/// and each commit costs Postgres a transaction of its own.
-pub const COMMITS_IN_FLIGHT: usize = 2;
+/// Group commits in flight at once. One: what arrives during a commit
+/// (its round trip and fsync) joins the next group, so groups are as large
+/// as the load allows and Postgres pays its per-commit cost least often.
+/// Two overlapped one commit's fsync with the next one's round trip but
+/// halved the groups; with single requests on two cores, one slot took 7%
+/// more transactions a second for less Postgres CPU, and batches the same
+/// (docs/decisions.md, "Ingress: where the CPU goes").
+pub const COMMITS_IN_FLIGHT: usize = 1;
 /// Submissions that may wait for a commit before callers are told the node
 /// is overloaded.
 pub const QUEUE_CAPACITY: usize = 50_000;
