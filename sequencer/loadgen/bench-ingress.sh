@@ -234,34 +234,33 @@ postgres_ticks() {
     echo "$total"
 }
 
-# Runs loadgen once; its JSON line goes to the results (with our node's
-# CPU per transaction added when $5 is set: "node_ticks postgres_ticks"
-# at the start, the end taken now).
+# Runs loadgen once; prints its JSON line.
 measure() {
-    local target="$1" url="$2" mode="$3" run="$4" line
+    local target="$1" url="$2" mode="$3" run="$4"
     log "run $run/$RUNS: $target, $mode"
-    line="$("$LOADGEN" --rpc-url "$url" --accounts "$ACCOUNTS" \
+    "$LOADGEN" --rpc-url "$url" --accounts "$ACCOUNTS" \
         --txs-per-account "$TXS_PER_ACCOUNT" --mode "$mode" \
         --concurrency "$CONCURRENCY" --batch-size "$BATCH_SIZE" \
-        --first-account "$FIRST_ACCOUNT" --label "$target")"
-    echo "$line" >>"$RESULTS.$target"
+        --first-account "$FIRST_ACCOUNT" --label "$target"
 }
 
-# Adds our node's and its Postgres' CPU per accepted transaction, since the
-# counts $1 (node) and $2 (Postgres), to the last line of ours.
-add_node_cpu() {
-    local line
-    line="$(tail -n 1 "$RESULTS.ours")"
-    line="$(python3 -c '
+# Keeps one result line, and shows it.
+record() {
+    echo "$1" >&2
+    echo "$1" >>"$RESULTS"
+}
+
+# Our result line $1 with our node's and its Postgres' CPU per accepted
+# transaction since the counts $2 (node) and $3 (Postgres).
+with_node_cpu() {
+    python3 -c '
 import json, sys
 line = json.loads(sys.argv[1])
 node0, pg0, node1, pg1, hz = map(int, sys.argv[2:])
 accepted = max(line["accepted"], 1)
 line["node_cpu_us_per_tx"] = round((node1 - node0) / hz * 1e6 / accepted, 1)
 line["postgres_cpu_us_per_tx"] = round((pg1 - pg0) / hz * 1e6 / accepted, 1)
-print(json.dumps(line))' "$line" "$1" "$2" "$(ticks_of "$NODE_PID")" "$(postgres_ticks)" "$CLOCK_TICKS")"
-    echo "$line" >&2
-    echo "$line" >>"$RESULTS"
+print(json.dumps(line))' "$1" "$2" "$3" "$(ticks_of "$NODE_PID")" "$(postgres_ticks)" "$CLOCK_TICKS"
 }
 
 for run in $(seq 1 "$RUNS"); do
@@ -269,11 +268,12 @@ for run in $(seq 1 "$RUNS"); do
         wait_for_drain
         node_start="$(ticks_of "$NODE_PID")"
         postgres_start="$(postgres_ticks)"
-        measure ours "$OURS_RPC" "$mode" "$run"
+        ours="$(measure ours "$OURS_RPC" "$mode" "$run")"
         wait_for_drain
-        add_node_cpu "$node_start" "$postgres_start"
-        measure anvil "$ANVIL_RPC" "$mode" "$run"
-        tail -n 1 "$RESULTS.anvil" | tee -a "$RESULTS" >&2
+        ours="$(with_node_cpu "$ours" "$node_start" "$postgres_start")"
+        record "$ours"
+        anvil="$(measure anvil "$ANVIL_RPC" "$mode" "$run")"
+        record "$anvil"
         anvil_drain
     done
 done

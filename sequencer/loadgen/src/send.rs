@@ -60,7 +60,7 @@ pub struct SendOutcome {
 /// Shared state of the workers.
 #[derive(Debug)]
 struct Shared {
-    url: String,
+    target: Target,
     batch: bool,
     requests: Vec<Request>,
     next: AtomicUsize,
@@ -149,11 +149,12 @@ async fn exchange(
             None => false,
         };
         if !kept {
-            let sender = connect(target).await.map_err(|e| format!("connection failed: {e}"))?;
+            let mut sender =
+                connect(target).await.map_err(|e| format!("connection failed: {e}"))?;
+            sender.ready().await.map_err(|e| error_text(&e))?;
             *connection = Some(sender);
         }
         let sender = connection.as_mut().expect("connected above");
-        sender.ready().await.map_err(|e| error_text(&e))?;
         let request = http::Request::post(target.path.as_str())
             .header(header::HOST, target.host.clone())
             .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
@@ -175,7 +176,6 @@ async fn exchange(
 }
 
 async fn worker(shared: Arc<Shared>) -> eyre::Result<(Tally, Histogram<u64>)> {
-    let target = Target::parse(&shared.url)?;
     let mut connection = None;
     let mut tally = Tally::default();
     let mut latency = latency_histogram();
@@ -187,7 +187,7 @@ async fn worker(shared: Arc<Shared>) -> eyre::Result<(Tally, Histogram<u64>)> {
         }
         let txs = u64::from(request.txs);
         let started = Instant::now();
-        match exchange(&mut connection, &target, request.body.clone()).await {
+        match exchange(&mut connection, &shared.target, request.body.clone()).await {
             Ok((status, body)) if status.is_success() => {
                 latency.saturating_record(started.elapsed().as_micros() as u64);
                 tally.record_body(&body, txs, shared.batch);
@@ -215,7 +215,7 @@ pub async fn send_all(
 ) -> eyre::Result<SendOutcome> {
     let answered = requests.iter().map(|_| AtomicBool::new(false)).collect();
     let shared = Arc::new(Shared {
-        url: url.to_owned(),
+        target: Target::parse(url)?,
         batch,
         requests,
         next: AtomicUsize::new(0),

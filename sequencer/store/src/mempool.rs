@@ -90,9 +90,14 @@ impl Store {
         let replaced: Vec<&[u8]> =
             txs.iter().filter_map(|t| t.replaces.as_ref()).map(|h| h.as_slice()).collect();
         // One statement, so one round trip and atomic without BEGIN/COMMIT.
-        let statement = if replaced.is_empty() { INSERT } else { INSERT_REPLACING };
-        let query = sqlx::query(statement).bind(&hashes).bind(&senders).bind(&nonces).bind(&raws);
-        let query = if replaced.is_empty() { query } else { query.bind(&replaced) };
+        let insert = |statement| {
+            sqlx::query(statement).bind(&hashes).bind(&senders).bind(&nonces).bind(&raws)
+        };
+        let query = if replaced.is_empty() {
+            insert(INSERT)
+        } else {
+            insert(INSERT_REPLACING).bind(&replaced)
+        };
         query.execute(&self.pool).await?;
         Ok(())
     }
