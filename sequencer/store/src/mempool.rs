@@ -45,13 +45,16 @@ pub enum MempoolStatus {
 }
 
 /// Stores a group of new transactions; `$1..$4` are their hashes, senders,
-/// nonces and raw bytes. Identical resubmissions are ignored.
-const INSERT: &str = "INSERT INTO mempool (tx_hash, sender, nonce, raw)
-     SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[])
-     ON CONFLICT (tx_hash) DO NOTHING";
+/// nonces and raw bytes. Fails on a hash already stored: see [`INSERT`].
+macro_rules! insert_new {
+    () => {
+        "INSERT INTO mempool (tx_hash, sender, nonce, raw)
+         SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[])"
+    };
+}
 
-/// [`INSERT`] that also marks the pending transactions `$5` dropped as
-/// replaced, atomically with the insert.
+/// Marks the pending transactions `$5` dropped as replaced, atomically with
+/// the insert that follows it.
 ///
 /// Statements that find mempool rows by hash join on the unique hash index
 /// (`FROM UNNEST(..) WHERE tx_hash = hash`) rather than filtering with
@@ -60,20 +63,54 @@ const INSERT: &str = "INSERT INTO mempool (tx_hash, sender, nonce, raw)
 /// pending index with the hash index, visiting every pending row once per
 /// statement. In the insert (it had this `UPDATE` even with no
 /// replacements) that was half of Postgres' CPU under single requests.
-const INSERT_REPLACING: &str = "WITH replaced AS (
-         UPDATE mempool SET status = 2, drop_reason = 'replaced'
-         FROM UNNEST($5::bytea[]) AS old (hash)
-         WHERE mempool.tx_hash = old.hash AND mempool.status = 0
-     )
-     INSERT INTO mempool (tx_hash, sender, nonce, raw)
-     SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[])
-     ON CONFLICT (tx_hash) DO NOTHING";
+macro_rules! replacing {
+    () => {
+        "WITH replaced AS (
+             UPDATE mempool SET status = 2, drop_reason = 'replaced'
+             FROM UNNEST($5::bytea[]) AS old (hash)
+             WHERE mempool.tx_hash = old.hash AND mempool.status = 0
+         ) "
+    };
+}
+
+/// Ignores transactions already stored (identical resubmissions).
+macro_rules! skip_stored {
+    () => {
+        " ON CONFLICT (tx_hash) DO NOTHING"
+    };
+}
+
+/// The first try at storing a group: a plain insert, which fails with a
+/// unique violation if a hash is already stored.
+///
+/// `ON CONFLICT DO NOTHING` inserts each row speculatively (an extra WAL
+/// record and a second pass over the unique index per row): a fifth of the
+/// insert's cost, paid on every row for a case that admission already
+/// answers from memory (it returns the known hash without storing again).
+/// Only a race reaches the database with a stored hash (the same bytes sent
+/// twice within one group, or to two API processes), and then the group is
+/// stored again with [`INSERT`].
+const INSERT_NEW: &str = insert_new!();
+
+/// [`INSERT_NEW`] that ignores hashes already stored.
+const INSERT: &str = concat!(insert_new!(), skip_stored!());
+
+/// [`INSERT_NEW`] that also drops the transactions it replaces.
+const INSERT_NEW_REPLACING: &str = concat!(replacing!(), insert_new!());
+
+/// [`INSERT`] that also drops the transactions it replaces.
+const INSERT_REPLACING: &str = concat!(replacing!(), insert_new!(), skip_stored!());
 
 /// Marks the still-pending transactions `$1` dropped as expired (by hash:
 /// see [`INSERT_REPLACING`]).
 const EXPIRE: &str = "UPDATE mempool SET status = 2, drop_reason = 'expired'
      FROM UNNEST($1::bytea[]) AS old (hash)
      WHERE mempool.tx_hash = old.hash AND mempool.status = 0";
+
+/// The `$1` oldest pending transactions, reading only those (see the
+/// function's migration).
+const PENDING_IN_ORDER: &str =
+    "SELECT seq, tx_hash, sender, nonce, raw FROM mempool_pending_in_order($1)";
 
 impl Store {
     /// Stores transactions durably in one database transaction; identical
@@ -93,12 +130,24 @@ impl Store {
         let insert = |statement| {
             sqlx::query(statement).bind(&hashes).bind(&senders).bind(&nonces).bind(&raws)
         };
-        let query = if replaced.is_empty() {
-            insert(INSERT)
-        } else {
-            insert(INSERT_REPLACING).bind(&replaced)
+        let run = |statement| {
+            let query = insert(statement);
+            let query = if replaced.is_empty() { query } else { query.bind(&replaced) };
+            query.execute(&self.pool)
         };
-        query.execute(&self.pool).await?;
+        let (first, again) = if replaced.is_empty() {
+            (INSERT_NEW, INSERT)
+        } else {
+            (INSERT_NEW_REPLACING, INSERT_REPLACING)
+        };
+        match run(first).await {
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                run(again).await?;
+            }
+            done => {
+                done?;
+            }
+        }
         Ok(())
     }
 
@@ -149,13 +198,7 @@ impl Store {
 
     /// Up to `limit` pending transactions in arrival order.
     pub async fn pending_transactions(&self, limit: i64) -> Result<Vec<PendingTransaction>> {
-        let rows = sqlx::query(
-            "SELECT seq, tx_hash, sender, nonce, raw FROM mempool
-             WHERE status = 0 ORDER BY seq LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(PENDING_IN_ORDER).bind(limit).fetch_all(&self.pool).await?;
         rows.into_iter()
             .map(|row| {
                 Ok(PendingTransaction {
@@ -233,16 +276,13 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::{EXPIRE, INSERT, INSERT_REPLACING};
+    use super::{EXPIRE, INSERT, INSERT_NEW_REPLACING, INSERT_REPLACING, PENDING_IN_ORDER};
     use crate::testing::TestDatabase;
     use sqlx::{Connection, PgConnection};
 
-    /// The hash-keyed statements stay on the unique hash index as generic
-    /// plans over stale statistics (analyzed empty, then filled): never a
-    /// walk of the pending index, which visits every pending row.
-    #[tokio::test]
-    async fn hash_keyed_statements_never_walk_the_pending_index() {
-        let db = TestDatabase::new().await;
+    /// A connection to a mempool of 20,000 pending rows whose statistics
+    /// were taken while it was empty (autovacuum off), as after a burst.
+    async fn mempool_with_stale_statistics(db: &TestDatabase) -> PgConnection {
         let mut conn = PgConnection::connect(&db.url).await.unwrap();
         for setup in [
             "ALTER TABLE mempool SET (autovacuum_enabled = false)",
@@ -251,13 +291,24 @@ mod tests {
              SELECT sha256(i::text::bytea), substring(sha256((i % 1000)::text::bytea), 1, 20),
                     i / 1000, '\\x00'
              FROM generate_series(1, 20000) AS i",
-            "SET plan_cache_mode = force_generic_plan",
         ] {
             sqlx::query(setup).execute(&mut conn).await.unwrap();
         }
+        conn
+    }
+
+    /// The hash-keyed statements stay on the unique hash index as generic
+    /// plans over stale statistics: never a walk of the pending index,
+    /// which visits every pending row.
+    #[tokio::test]
+    async fn hash_keyed_statements_never_walk_the_pending_index() {
+        let db = TestDatabase::new().await;
+        let mut conn = mempool_with_stale_statistics(&db).await;
+        sqlx::query("SET plan_cache_mode = force_generic_plan").execute(&mut conn).await.unwrap();
         for (name, statement, arguments) in [
             ("insert", INSERT, "'{}', '{}', '{}', '{}'"),
             ("insert_replacing", INSERT_REPLACING, "'{}', '{}', '{}', '{}', '{}'"),
+            ("insert_new_replacing", INSERT_NEW_REPLACING, "'{}', '{}', '{}', '{}', '{}'"),
             ("expire", EXPIRE, "'{}'"),
         ] {
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!("PREPARE {name} AS {statement}")))
@@ -271,8 +322,30 @@ mod tests {
             .await
             .unwrap();
             let plan = plan.join("\n");
-            assert!(plan.contains("mempool_tx_hash_key"), "{name}:\n{plan}");
+            assert!(plan.contains("mempool_pkey"), "{name}:\n{plan}");
             assert!(!plan.contains("mempool_pending"), "{name}:\n{plan}");
         }
+    }
+
+    /// The producer's read of the oldest pending transactions reads as many
+    /// pending index entries as it returns, not every pending one, even
+    /// when the statistics say the mempool is nearly empty.
+    #[tokio::test]
+    async fn the_oldest_pending_are_read_without_reading_the_rest() {
+        let db = TestDatabase::new().await;
+        let mut conn = mempool_with_stale_statistics(&db).await;
+        let mut tx = conn.begin().await.unwrap();
+        for _ in 0..6 {
+            // Past five runs a prepared statement may take a generic plan.
+            let rows = sqlx::query(PENDING_IN_ORDER).bind(100_i64).fetch_all(&mut *tx).await;
+            assert_eq!(rows.unwrap().len(), 100);
+        }
+        let index_entries_read: i64 = sqlx::query_scalar(
+            "SELECT pg_stat_get_xact_tuples_returned('mempool_pending'::regclass)",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        assert!(index_entries_read <= 6 * 101, "read {index_entries_read} index entries");
     }
 }

@@ -119,6 +119,33 @@ async fn mempool_insert_is_idempotent_and_ordered() {
     assert_eq!(db.store.pending_nonce(signer.address(), 4).await.unwrap(), 4);
 }
 
+/// A group that races a stored hash (the same bytes twice in one group, or
+/// already stored by another API process) stores its new transactions once
+/// each and still applies its replacement.
+#[tokio::test]
+async fn a_group_holding_stored_hashes_stores_the_rest_once() {
+    let db = TestDatabase::new().await;
+    let (config, signer, _) = chain();
+    let txs: Vec<_> = (0..4).map(|n| as_new(&transfer(&config, &signer, n))).collect();
+    db.store.insert_transactions(&txs[..1]).await.unwrap();
+
+    let bumped = transfer_paying(&config, &signer, 0, 2);
+    let replacement = NewTransaction { replaces: Some(txs[0].hash), ..as_new(&bumped) };
+    let group = [txs[0].clone(), txs[1].clone(), txs[1].clone(), txs[2].clone()];
+    db.store.insert_transactions(&group).await.unwrap();
+    let group = [txs[2].clone(), replacement.clone(), txs[3].clone(), txs[3].clone()];
+    db.store.insert_transactions(&group).await.unwrap();
+
+    let pending = db.store.pending_transactions(10).await.unwrap();
+    assert_eq!(
+        pending.iter().map(|p| p.hash).collect::<Vec<_>>(),
+        vec![txs[1].hash, txs[2].hash, replacement.hash, txs[3].hash],
+        "one copy each, in arrival order, the replaced one dropped"
+    );
+    let (_, _, status) = db.store.mempool_transaction(txs[0].hash).await.unwrap().unwrap();
+    assert_eq!(status, MempoolStatus::Dropped("replaced".into()));
+}
+
 #[tokio::test]
 async fn replaced_and_expired_transactions_are_dropped_with_their_reason() {
     let db = TestDatabase::new().await;
