@@ -99,7 +99,7 @@ impl ChainView {
         }
         let mut view = Self::new(Head { header, hash, state, history }, limits);
         view.history_blocks = history_blocks;
-        let pending = store.pending_transactions(limits.max_total as i64).await?;
+        let pending = store.pending_transactions(0, limits.max_total as i64).await?;
         for pending in pending {
             let Ok(tx) = alloy_consensus::TxEnvelope::decode_2718_exact(&pending.raw) else {
                 continue;

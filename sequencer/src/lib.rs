@@ -14,6 +14,7 @@
 //! - [`metrics`]: Prometheus metrics, health and readiness.
 
 pub mod admission;
+pub mod candidates;
 pub mod chain_view;
 pub mod dev;
 pub mod intake;

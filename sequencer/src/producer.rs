@@ -2,31 +2,28 @@
 //! arrival order, executes them into the next block and commits block,
 //! receipts, state and mempool status in one database transaction.
 
-use crate::{chain_view::ChainView, leader::Leadership, metrics::NodeMetrics};
-use alloy_consensus::{Header, TxEnvelope};
-use alloy_eips::Decodable2718;
+use crate::{
+    candidates::{self, Candidates},
+    chain_view::ChainView,
+    leader::Leadership,
+    metrics::NodeMetrics,
+};
+use alloy_consensus::Header;
 use alloy_primitives::{Address, B256};
 use rollup_executor::{
-    ChainConfig, Engine, ExecutedBlock, InvalidTxPolicy, MemoryState, ParentBlock, RecoveredTx,
+    BlockEnvironment, ChainConfig, Engine, ExecutedBlock, InvalidTxPolicy, MemoryState,
+    ParentBlock, RecoveredTx,
     block::{SkipReason, SkippedTx},
     execute_block,
 };
-use rollup_store::{PendingTransaction, Store, StoreError};
+use rollup_store::{Store, StoreError};
 use std::{
-    collections::HashMap,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 /// How often the leader checks that its lock's session is alive.
 const LEADERSHIP_CHECK: Duration = Duration::from_secs(1);
-
-/// Most transactions the producer considers for one block: twice what fits
-/// if all were plain transfers (some will be deferred or dropped), at most
-/// 10,000.
-pub fn max_candidates(config: &ChainConfig) -> i64 {
-    (2 * config.block_gas_limit / 21_000).clamp(1, 10_000) as i64
-}
 
 /// Errors of block production.
 #[derive(Debug, thiserror::Error)]
@@ -247,25 +244,28 @@ impl BlockProducer {
         if !self.state_matches_head {
             self.reload().await?;
         }
-        let limit = max_candidates(&self.config);
-        let pending = self.store.pending_transactions(limit).await?;
-        if (pending.len() as i64) < limit {
-            self.metrics.mempool_pending.set(pending.len() as i64);
-            self.last_pending_count = None;
-        } else if self.last_pending_count.is_none_or(|at| at.elapsed() >= PENDING_COUNT_INTERVAL) {
-            self.metrics.mempool_pending.set(self.store.pending_count().await?);
-            self.last_pending_count = Some(Instant::now());
-        }
-        if pending.is_empty() {
-            return Ok(None);
-        }
-        let (candidates, undecodable) = decode_in_nonce_order(pending);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let timestamp = self.config.next_timestamp(self.head.timestamp, now);
         let parent = ParentBlock { header: &self.head, hash: self.head_hash };
+        let base_fee = BlockEnvironment::for_chain(&self.config, parent, timestamp).base_fee;
+        let read = candidates::read(&self.store, &self.config, &self.state, base_fee).await?;
+        if read.exhausted {
+            self.metrics.mempool_pending.set(read.read as i64);
+            self.last_pending_count = None;
+        } else if self.last_pending_count.is_none_or(|at| at.elapsed() >= PENDING_COUNT_INTERVAL) {
+            self.metrics.mempool_pending.set(self.store.pending_count().await?);
+            self.last_pending_count = Some(Instant::now());
+        }
+        let Candidates { runnable: candidates, undecodable, waiting, .. } = read;
+        if candidates.is_empty() && undecodable.is_empty() {
+            if waiting > 0 {
+                tracing::debug!(waiting, "no pending transaction can run yet");
+            }
+            return Ok(None);
+        }
         let started = std::time::Instant::now();
         let execute = |engine: Engine, candidates: Vec<RecoveredTx>| {
             execute_block(
@@ -359,79 +359,5 @@ fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),
-    }
-}
-
-/// Decodes pending transactions and orders them: arrival order overall, but
-/// each sender's transactions by nonce (a sender's slots, in arrival order,
-/// are filled with its transactions sorted by nonce). Of several pending
-/// transactions with one sender and nonce (a replacement whose commit ran
-/// beside the replaced one's, or two API replicas admitting different
-/// transactions), the latest arrival comes first; the others then fail
-/// with a nonce too low and are dropped.
-fn decode_in_nonce_order(pending: Vec<PendingTransaction>) -> (Vec<RecoveredTx>, Vec<SkippedTx>) {
-    let mut decoded = Vec::with_capacity(pending.len());
-    let mut bad = Vec::new();
-    for p in pending {
-        match TxEnvelope::decode_2718_exact(&p.raw) {
-            Ok(tx) => decoded.push(RecoveredTx::new_unchecked(tx, p.sender)),
-            Err(e) => {
-                bad.push(SkippedTx { hash: p.hash, reason: SkipReason::Invalid(e.to_string()) })
-            }
-        }
-    }
-    let mut by_sender: HashMap<Address, Vec<RecoveredTx>> = HashMap::new();
-    let mut slots = Vec::with_capacity(decoded.len());
-    for tx in decoded {
-        slots.push(tx.signer());
-        by_sender.entry(tx.signer()).or_default().push(tx);
-    }
-    for txs in by_sender.values_mut() {
-        // Reverse so `pop` yields the lowest nonce first.
-        txs.sort_by_key(|t| std::cmp::Reverse(alloy_consensus::Transaction::nonce(t.inner())));
-    }
-    let ordered = slots
-        .into_iter()
-        .filter_map(|sender| by_sender.get_mut(&sender).and_then(Vec::pop))
-        .collect();
-    (ordered, bad)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::pool::tests::tx;
-    use alloy_eips::Encodable2718;
-    use alloy_signer_local::PrivateKeySigner;
-
-    fn pending(seq: i64, tx: &RecoveredTx) -> PendingTransaction {
-        PendingTransaction {
-            seq,
-            hash: *tx.inner().tx_hash(),
-            sender: tx.signer(),
-            nonce: alloy_consensus::Transaction::nonce(tx.inner()),
-            raw: tx.inner().encoded_2718().into(),
-        }
-    }
-
-    #[test]
-    fn senders_run_in_nonce_order_and_the_latest_arrival_of_a_nonce_first() {
-        let (a, b) = (PrivateKeySigner::random(), PrivateKeySigner::random());
-        let a1 = tx(&a, 1, 100, 10, 1);
-        let a0 = tx(&a, 0, 100, 10, 1);
-        let b0 = tx(&b, 0, 100, 10, 1);
-        let a0_bumped = tx(&a, 0, 200, 20, 1);
-        let arrivals = [&a1, &a0, &b0, &a0_bumped];
-        let mut pending: Vec<_> =
-            arrivals.iter().enumerate().map(|(seq, tx)| pending(seq as i64, tx)).collect();
-        pending.push(PendingTransaction { raw: vec![0xc0].into(), ..pending[0].clone() });
-
-        let (ordered, undecodable) = decode_in_nonce_order(pending);
-        let hashes: Vec<B256> = ordered.iter().map(|t| *t.inner().tx_hash()).collect();
-        let expected: Vec<B256> =
-            [&a0_bumped, &a0, &b0, &a1].iter().map(|t| *t.inner().tx_hash()).collect();
-        assert_eq!(hashes, expected);
-        assert_eq!(undecodable.len(), 1);
-        assert_eq!(undecodable[0].hash, *a1.inner().tx_hash());
     }
 }

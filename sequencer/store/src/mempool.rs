@@ -107,10 +107,10 @@ const EXPIRE: &str = "UPDATE mempool SET status = 2, drop_reason = 'expired'
      FROM UNNEST($1::bytea[]) AS old (hash)
      WHERE mempool.tx_hash = old.hash AND mempool.status = 0";
 
-/// The `$1` oldest pending transactions, reading only those (see the
-/// function's migration).
+/// The `$2` oldest pending transactions after arrival `$1`, reading only
+/// those (see the function's migration).
 const PENDING_IN_ORDER: &str =
-    "SELECT seq, tx_hash, sender, nonce, raw FROM mempool_pending_in_order($1)";
+    "SELECT seq, tx_hash, sender, nonce, raw FROM mempool_pending_in_order($1, $2)";
 
 impl Store {
     /// Stores transactions durably in one database transaction; identical
@@ -196,9 +196,16 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Up to `limit` pending transactions in arrival order.
-    pub async fn pending_transactions(&self, limit: i64) -> Result<Vec<PendingTransaction>> {
-        let rows = sqlx::query(PENDING_IN_ORDER).bind(limit).fetch_all(&self.pool).await?;
+    /// Up to `limit` pending transactions in arrival order, those that
+    /// arrived after `after_seq` (a [`PendingTransaction::seq`]; 0 for the
+    /// oldest).
+    pub async fn pending_transactions(
+        &self,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<PendingTransaction>> {
+        let rows =
+            sqlx::query(PENDING_IN_ORDER).bind(after_seq).bind(limit).fetch_all(&self.pool).await?;
         rows.into_iter()
             .map(|row| {
                 Ok(PendingTransaction {
@@ -337,7 +344,8 @@ mod tests {
         let mut tx = conn.begin().await.unwrap();
         for _ in 0..6 {
             // Past five runs a prepared statement may take a generic plan.
-            let rows = sqlx::query(PENDING_IN_ORDER).bind(100_i64).fetch_all(&mut *tx).await;
+            let rows =
+                sqlx::query(PENDING_IN_ORDER).bind(0_i64).bind(100_i64).fetch_all(&mut *tx).await;
             assert_eq!(rows.unwrap().len(), 100);
         }
         let index_entries_read: i64 = sqlx::query_scalar(

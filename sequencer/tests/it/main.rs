@@ -1,6 +1,7 @@
 //! End-to-end tests of the node with real Postgres and a real anvil L1.
 
 mod api_kill;
+mod candidates;
 mod common;
 mod crash;
 mod e2e;

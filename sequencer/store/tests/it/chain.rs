@@ -109,9 +109,11 @@ async fn mempool_insert_is_idempotent_and_ordered() {
     let txs: Vec<_> = (0..3).map(|n| as_new(&transfer(&config, &signer, n))).collect();
     db.store.insert_transactions(&txs).await.unwrap();
     db.store.insert_transactions(&txs[..1]).await.unwrap();
-    let pending = db.store.pending_transactions(10).await.unwrap();
+    let pending = db.store.pending_transactions(0, 10).await.unwrap();
     assert_eq!(pending.len(), 3, "resubmitting identical bytes stores no second copy");
     assert_eq!(pending.iter().map(|p| p.nonce).collect::<Vec<_>>(), vec![0, 1, 2]);
+    let after_first = db.store.pending_transactions(pending[0].seq, 10).await.unwrap();
+    assert_eq!(after_first.iter().map(|p| p.nonce).collect::<Vec<_>>(), vec![1, 2], "next page");
     assert_eq!(db.store.pending_nonce(signer.address(), 0).await.unwrap(), 3);
     // A gap stops the count, as geth's pending nonce does.
     db.store.insert_transactions(&[as_new(&transfer(&config, &signer, 5))]).await.unwrap();
@@ -136,7 +138,7 @@ async fn a_group_holding_stored_hashes_stores_the_rest_once() {
     let group = [txs[2].clone(), replacement.clone(), txs[3].clone(), txs[3].clone()];
     db.store.insert_transactions(&group).await.unwrap();
 
-    let pending = db.store.pending_transactions(10).await.unwrap();
+    let pending = db.store.pending_transactions(0, 10).await.unwrap();
     assert_eq!(
         pending.iter().map(|p| p.hash).collect::<Vec<_>>(),
         vec![txs[1].hash, txs[2].hash, replacement.hash, txs[3].hash],
@@ -170,7 +172,7 @@ async fn replaced_and_expired_transactions_are_dropped_with_their_reason() {
     assert_eq!(expired, 1);
     assert_eq!(status(txs[0].hash).await, MempoolStatus::Dropped("replaced".into()));
     assert_eq!(status(txs[2].hash).await, MempoolStatus::Dropped("expired".into()));
-    let pending = db.store.pending_transactions(10).await.unwrap();
+    let pending = db.store.pending_transactions(0, 10).await.unwrap();
     assert_eq!(
         pending.iter().map(|p| p.hash).collect::<Vec<_>>(),
         vec![txs[1].hash, replacement.hash],
