@@ -13,7 +13,7 @@ use rollup_sequencer::{
 };
 use rollup_store::{MempoolStatus, NewTransaction, testing::TestDatabase};
 
-/// Four transfers per block: pages of eight.
+/// Four transfers per block: a first page of five.
 const BLOCK_GAS_LIMIT: u64 = 4 * 21_000;
 
 fn transfer(config: &ChainConfig, sender: u32, nonce: u64) -> NewTransaction {
@@ -39,7 +39,8 @@ async fn waiting_transactions_at_the_front_do_not_keep_later_ones_out_of_blocks(
     db.store.init_genesis(config.chain_id, &genesis).await.unwrap();
 
     // Three senders' nonces 1 to 10, each without nonce 0: 30 waiting
-    // transactions, almost four pages, ahead of one that can run.
+    // transactions, more than the first two pages (5 and 10), ahead of one
+    // that can run.
     let waiting: Vec<NewTransaction> = (0..3)
         .flat_map(|sender| (1..=10).map(move |nonce| (sender, nonce)))
         .map(|(s, n)| transfer(&config, s, n))
