@@ -34,7 +34,7 @@ test-long: test
 
 ## bench-ingress: accepted tx/s of our node (Postgres fsync on) against anvil
 ## alone, batched and single requests (release build; knobs BENCH_ACCOUNTS,
-## BENCH_TXS_PER_ACCOUNT, BENCH_RUNS; see sequencer/loadgen/bench-ingress.sh).
+## BENCH_TXS_PER_ACCOUNT, BENCH_RUNS, BENCH_WARMUP; see sequencer/loadgen/bench-ingress.sh).
 bench-ingress: deps
 	CARGO=$(CARGO) sequencer/loadgen/bench-ingress.sh
 

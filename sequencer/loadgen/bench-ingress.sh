@@ -11,6 +11,7 @@
 #   BENCH_TXS_PER_ACCOUNT   transfers per account and run        (30; our mempool
 #                           holds at most 64 per sender: more gives "account limit exceeded")
 #   BENCH_RUNS              measurements per target and mode     (3)
+#   BENCH_WARMUP            unrecorded batched runs per target first (1)
 #   BENCH_CONCURRENCY       requests in flight                   (64)
 #   BENCH_BATCH_SIZE        transactions per JSON-RPC batch      (100)
 #   BENCH_DRAIN_TIMEOUT     seconds to wait for our mempool to empty between runs (600)
@@ -41,6 +42,7 @@ CARGO="${CARGO:-cargo}"
 ACCOUNTS="${BENCH_ACCOUNTS:-1000}"
 TXS_PER_ACCOUNT="${BENCH_TXS_PER_ACCOUNT:-30}"
 RUNS="${BENCH_RUNS:-3}"
+WARMUP="${BENCH_WARMUP:-1}"
 CONCURRENCY="${BENCH_CONCURRENCY:-64}"
 BATCH_SIZE="${BENCH_BATCH_SIZE:-100}"
 DRAIN_TIMEOUT="${BENCH_DRAIN_TIMEOUT:-600}"
@@ -234,10 +236,10 @@ postgres_ticks() {
     echo "$total"
 }
 
-# Runs loadgen once; prints its JSON line.
+# Runs loadgen once; prints its JSON line. `run` is the run's label.
 measure() {
     local target="$1" url="$2" mode="$3" run="$4"
-    log "run $run/$RUNS: $target, $mode"
+    log "$run: $target, $mode"
     "$LOADGEN" --rpc-url "$url" --accounts "$ACCOUNTS" \
         --txs-per-account "$TXS_PER_ACCOUNT" --mode "$mode" \
         --concurrency "$CONCURRENCY" --batch-size "$BATCH_SIZE" \
@@ -263,16 +265,28 @@ line["postgres_cpu_us_per_tx"] = round((pg1 - pg0) / hz * 1e6 / accepted, 1)
 print(json.dumps(line))' "$1" "$2" "$3" "$(ticks_of "$NODE_PID")" "$(postgres_ticks)" "$CLOCK_TICKS"
 }
 
+# Warm-up, not recorded: the first run against a fresh node or anvil pays
+# one-time costs (the allocators' first page faults, the mempool table's
+# first growth, anvil's first pool). Without it the first batched run was
+# the slowest of each of three sets of three.
+for warmup in $(seq 1 "$WARMUP"); do
+    wait_for_drain
+    measure ours "$OURS_RPC" batch "warm-up $warmup/$WARMUP" >/dev/null
+    wait_for_drain
+    measure anvil "$ANVIL_RPC" batch "warm-up $warmup/$WARMUP" >/dev/null
+    anvil_drain
+done
+
 for run in $(seq 1 "$RUNS"); do
     for mode in batch single; do
         wait_for_drain
         node_start="$(ticks_of "$NODE_PID")"
         postgres_start="$(postgres_ticks)"
-        ours="$(measure ours "$OURS_RPC" "$mode" "$run")"
+        ours="$(measure ours "$OURS_RPC" "$mode" "run $run/$RUNS")"
         wait_for_drain
         ours="$(with_node_cpu "$ours" "$node_start" "$postgres_start")"
         record "$ours"
-        anvil="$(measure anvil "$ANVIL_RPC" "$mode" "$run")"
+        anvil="$(measure anvil "$ANVIL_RPC" "$mode" "run $run/$RUNS")"
         record "$anvil"
         anvil_drain
     done
