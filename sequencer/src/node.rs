@@ -310,6 +310,14 @@ async fn prune_diffs(store: Store, retention: u64, mut shutdown: watch::Receiver
 }
 
 async fn serve(listener: TcpListener, router: axum::Router, mut shutdown: watch::Receiver<bool>) {
+    use axum::serve::ListenerExt;
+    // Responses go out whole in one write: nothing is gained by Nagle's
+    // algorithm holding a small one back for an acknowledgement.
+    let listener = listener.tap_io(|connection| {
+        if let Err(error) = connection.set_nodelay(true) {
+            tracing::trace!(%error, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     let service = router.into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, service)
         .with_graceful_shutdown(async move {
