@@ -190,11 +190,14 @@ async fn handle_request(context: &RpcContext, request: Value, admin: bool) -> Va
             return error_response(id, RpcError::invalid_params("params must be an array"));
         }
     };
+    // Boxed: the dispatch futures hold every method's state (about 12 kB),
+    // and a future is moved whole through each server layer; unboxed, that
+    // size would be every request's, the fast path's included.
     let call = async {
         if method.starts_with("admin_") {
-            admin::dispatch(context, &method, Params(params), admin).await
+            Box::pin(admin::dispatch(context, &method, Params(params), admin)).await
         } else {
-            eth::dispatch(context, &method, Params(params)).await
+            Box::pin(eth::dispatch(context, &method, Params(params))).await
         }
     };
     answer(context, id, &method, call).await
