@@ -107,6 +107,22 @@ const EXPIRE: &str = "UPDATE mempool SET status = 2, drop_reason = 'expired'
      FROM UNNEST($1::bytea[]) AS old (hash)
      WHERE mempool.tx_hash = old.hash AND mempool.status = 0";
 
+/// Sender `$1`'s nonce in the head-state tables (at least `$2`) and its
+/// pending nonces from `$2` on.
+///
+/// The sender's rows are read through `mempool_sender_nonce` and filtered
+/// by status outside an `OFFSET 0` subquery, which the planner keeps
+/// whole: with `status = 0` beside the sender, a generic plan over stale
+/// statistics took a bitmap AND with the partial pending index, reading
+/// every pending entry on each `eth_getTransactionCount(.., "pending")`.
+const PENDING_NONCES: &str =
+    "SELECT GREATEST($2, (SELECT nonce FROM accounts WHERE address = $1)) AS base,
+        ARRAY(SELECT DISTINCT sender_rows.nonce
+              FROM (SELECT m.nonce, m.status FROM mempool m
+                    WHERE m.sender = $1 AND m.nonce >= $2 OFFSET 0) AS sender_rows
+              WHERE sender_rows.status = 0
+              ORDER BY sender_rows.nonce LIMIT 10000) AS nonces";
+
 /// The `$2` oldest pending transactions after arrival `$1`, reading only
 /// those (see the function's migration).
 const PENDING_IN_ORDER: &str =
@@ -257,16 +273,11 @@ impl Store {
     /// `state_nonce` must be the database head's: the RPC brings its view to
     /// the head first.
     pub async fn pending_nonce(&self, sender: Address, state_nonce: u64) -> Result<u64> {
-        let row = sqlx::query(
-            "SELECT GREATEST($2, (SELECT nonce FROM accounts WHERE address = $1)) AS base,
-                    ARRAY(SELECT DISTINCT m.nonce FROM mempool m
-                          WHERE m.sender = $1 AND m.status = 0 AND m.nonce >= $2
-                          ORDER BY m.nonce LIMIT 10000) AS nonces",
-        )
-        .bind(sender.as_slice())
-        .bind(to_i64(state_nonce))
-        .fetch_one(&self.pool)
-        .await?;
+        let row = sqlx::query(PENDING_NONCES)
+            .bind(sender.as_slice())
+            .bind(to_i64(state_nonce))
+            .fetch_one(&self.pool)
+            .await?;
         let mut next = row.try_get::<i64, _>("base")? as u64;
         for nonce in row.try_get::<Vec<i64>, _>("nonces")? {
             let nonce = nonce as u64;
@@ -283,7 +294,9 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::{EXPIRE, INSERT, INSERT_NEW_REPLACING, INSERT_REPLACING, PENDING_IN_ORDER};
+    use super::{
+        EXPIRE, INSERT, INSERT_NEW_REPLACING, INSERT_REPLACING, PENDING_IN_ORDER, PENDING_NONCES,
+    };
     use crate::testing::TestDatabase;
     use sqlx::{Connection, PgConnection};
 
@@ -332,6 +345,38 @@ mod tests {
             assert!(plan.contains("mempool_pkey"), "{name}:\n{plan}");
             assert!(!plan.contains("mempool_pending"), "{name}:\n{plan}");
         }
+    }
+
+    /// A sender's pending nonces are read through the sender's rows, never
+    /// through the pending index, as a generic plan over stale statistics.
+    #[tokio::test]
+    async fn pending_nonces_never_walk_the_pending_index() {
+        let db = TestDatabase::new().await;
+        let mut conn = mempool_with_stale_statistics(&db).await;
+        sqlx::query("SET plan_cache_mode = force_generic_plan").execute(&mut conn).await.unwrap();
+        let mut tx = conn.begin().await.unwrap();
+        let sender = "substring(sha256('5'::bytea), 1, 20)";
+        for statement in [
+            format!("PREPARE pending_nonces AS {PENDING_NONCES}"),
+            format!("EXECUTE pending_nonces({sender}, 0)"),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut *tx).await.unwrap();
+        }
+        let pending_entries_read: i64 = sqlx::query_scalar(
+            "SELECT pg_stat_get_xact_tuples_returned('mempool_pending'::regclass)",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN EXECUTE pending_nonces({sender}, 0)"
+        )))
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+        let plan = plan.join("\n");
+        assert_eq!(pending_entries_read, 0, "{plan}");
+        assert!(plan.contains("mempool_sender_nonce"), "{plan}");
     }
 
     /// The producer's read of the oldest pending transactions reads as many
