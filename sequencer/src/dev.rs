@@ -110,6 +110,7 @@ pub async fn run(options: DevOptions) -> eyre::Result<()> {
             pool_limits: crate::pool::PoolLimits::default(),
             state_history_blocks: crate::chain_view::DEFAULT_HISTORY_BLOCKS,
             diff_retention_blocks: None,
+            dropped_retention: Some(Duration::from_secs(86_400)),
             executor: crate::producer::ExecutorOptions::default(),
             rpc_limits: crate::rpc::limits::RpcLimits::default(),
         },

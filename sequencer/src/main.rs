@@ -114,6 +114,10 @@ enum Command {
         /// (unset: keep all). At least STATE_HISTORY_BLOCKS.
         #[arg(long, env = "DIFF_RETENTION_BLOCKS")]
         diff_retention_blocks: Option<u64>,
+        /// Seconds a dropped transaction keeps its lifecycle (and reason)
+        /// before it is deleted; 0 keeps them all.
+        #[arg(long, env = "DROPPED_RETENTION_SECS", default_value_t = 86_400)]
+        dropped_retention_secs: u64,
         /// Sustained JSON-RPC requests per second per client IP.
         #[arg(long, env = "RATE_LIMIT_PER_SECOND", default_value_t = 20_000)]
         rate_limit_per_second: u32,
@@ -218,6 +222,7 @@ async fn main() -> eyre::Result<()> {
             pool_lifetime_secs,
             state_history_blocks,
             diff_retention_blocks,
+            dropped_retention_secs,
             rate_limit_per_second,
             rate_limit_burst,
             max_in_flight,
@@ -256,6 +261,8 @@ async fn main() -> eyre::Result<()> {
                 },
                 state_history_blocks,
                 diff_retention_blocks,
+                dropped_retention: (dropped_retention_secs > 0)
+                    .then(|| Duration::from_secs(dropped_retention_secs)),
                 rpc_limits: RpcLimits {
                     rate_per_second: rate_limit_per_second,
                     burst: rate_limit_burst,

@@ -82,6 +82,9 @@ pub struct NodeOptions {
     /// (`None`: keep all). At least `state_history_blocks`, and at least the
     /// challenge window once the settlement contract has one.
     pub diff_retention_blocks: Option<u64>,
+    /// How long dropped transactions keep their lifecycle (reason) before
+    /// they are deleted (`None`: keep them).
+    pub dropped_retention: Option<Duration>,
     /// JSON-RPC server limits and admin token.
     pub rpc_limits: crate::rpc::limits::RpcLimits,
     /// The block producer's execution engine and verification mode.
@@ -151,6 +154,9 @@ pub async fn start(
                 );
             }
             tasks.spawn(prune_diffs(store.clone(), retention, shutdown.clone()));
+        }
+        if let Some(retention) = options.dropped_retention {
+            tasks.spawn(prune_dropped(store.clone(), retention, shutdown.clone()));
         }
     }
     if options.roles.api {
@@ -305,6 +311,23 @@ async fn prune_diffs(store: Store, retention: u64, mut shutdown: watch::Receiver
             Ok(0) => {}
             Ok(pruned) => tracing::info!(pruned, retention, "pruned old state diffs"),
             Err(error) => tracing::warn!(%error, "cannot prune state diffs"),
+        }
+    }
+}
+
+/// Deletes dropped transactions past their retention, every ten minutes
+/// (a seq scan of the mempool table: its rows are the pending and the
+/// recently dropped transactions).
+async fn prune_dropped(store: Store, retention: Duration, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        match store.prune_dropped_transactions(retention).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, ?retention, "pruned dropped transactions"),
+            Err(error) => tracing::warn!(%error, "cannot prune dropped transactions"),
         }
     }
 }

@@ -235,6 +235,19 @@ impl Store {
             .collect()
     }
 
+    /// Deletes dropped transactions that arrived more than `retention` ago
+    /// (their lifecycle then reads as unknown); returns how many.
+    pub async fn prune_dropped_transactions(&self, retention: std::time::Duration) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM mempool
+             WHERE status = 2 AND received_at < now() - make_interval(secs => $1)",
+        )
+        .bind(retention.as_secs_f64())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Number of pending transactions.
     pub async fn pending_count(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT count(*) FROM mempool WHERE status = 0")

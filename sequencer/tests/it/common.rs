@@ -147,6 +147,7 @@ fn node_options(
         pool_limits: rollup_sequencer::pool::PoolLimits::default(),
         state_history_blocks: rollup_sequencer::chain_view::DEFAULT_HISTORY_BLOCKS,
         diff_retention_blocks: None,
+        dropped_retention: None,
         // Every block of every test also runs on the sequential engine.
         executor: rollup_sequencer::producer::ExecutorOptions {
             engine: rollup_executor::Engine::parallel(0),

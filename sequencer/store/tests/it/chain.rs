@@ -149,7 +149,7 @@ async fn a_group_holding_stored_hashes_stores_the_rest_once() {
 }
 
 #[tokio::test]
-async fn replaced_and_expired_transactions_are_dropped_with_their_reason() {
+async fn replaced_and_expired_transactions_keep_their_reason_until_pruned() {
     let db = TestDatabase::new().await;
     let (config, signer, _) = chain();
     let txs: Vec<_> = (0..3).map(|n| as_new(&transfer(&config, &signer, n))).collect();
@@ -178,6 +178,16 @@ async fn replaced_and_expired_transactions_are_dropped_with_their_reason() {
         vec![txs[1].hash, replacement.hash],
         "arrival order among what is left"
     );
+
+    // Past their retention, dropped transactions are forgotten; pending
+    // ones stay whatever their age.
+    let day = std::time::Duration::from_secs(86_400);
+    assert_eq!(db.store.prune_dropped_transactions(day).await.unwrap(), 0);
+    let pruned = db.store.prune_dropped_transactions(std::time::Duration::ZERO).await.unwrap();
+    assert_eq!(pruned, 2);
+    assert!(db.store.mempool_transaction(txs[0].hash).await.unwrap().is_none());
+    assert!(db.store.mempool_transaction(txs[2].hash).await.unwrap().is_none());
+    assert_eq!(db.store.pending_transactions(0, 10).await.unwrap().len(), 2);
 }
 
 #[tokio::test]
