@@ -107,6 +107,10 @@ const EXPIRE: &str = "UPDATE mempool SET status = 2, drop_reason = 'expired'
      FROM UNNEST($1::bytea[]) AS old (hash)
      WHERE mempool.tx_hash = old.hash AND mempool.status = 0";
 
+/// Drops pending transaction `$1` with reason `$2`.
+const DROP_PENDING: &str = "UPDATE mempool SET status = 2, drop_reason = $2
+     WHERE tx_hash = $1 AND status = 0 RETURNING sender, nonce";
+
 /// Sender `$1`'s nonce in the head-state tables (at least `$2`) and its
 /// pending nonces from `$2` on.
 ///
@@ -170,14 +174,11 @@ impl Store {
     /// Drops one pending transaction with `reason`; returns its sender and
     /// nonce if it was pending.
     pub async fn drop_pending(&self, hash: B256, reason: &str) -> Result<Option<(Address, u64)>> {
-        let row = sqlx::query(
-            "UPDATE mempool SET status = 2, drop_reason = $2 WHERE tx_hash = $1 AND status = 0
-             RETURNING sender, nonce",
-        )
-        .bind(hash.as_slice())
-        .bind(reason)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(DROP_PENDING)
+            .bind(hash.as_slice())
+            .bind(reason)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|row| {
             Ok((bytes_address(row.try_get("sender")?)?, row.try_get::<i64, _>("nonce")? as u64))
         })
@@ -308,7 +309,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::{
-        EXPIRE, INSERT, INSERT_NEW_REPLACING, INSERT_REPLACING, PENDING_IN_ORDER, PENDING_NONCES,
+        DROP_PENDING, EXPIRE, INSERT, INSERT_NEW_REPLACING, INSERT_REPLACING, PENDING_IN_ORDER,
+        PENDING_NONCES,
     };
     use crate::testing::TestDatabase;
     use sqlx::{Connection, PgConnection};
@@ -343,6 +345,7 @@ mod tests {
             ("insert_replacing", INSERT_REPLACING, "'{}', '{}', '{}', '{}', '{}'"),
             ("insert_new_replacing", INSERT_NEW_REPLACING, "'{}', '{}', '{}', '{}', '{}'"),
             ("expire", EXPIRE, "'{}'"),
+            ("drop_pending", DROP_PENDING, "'\\x00', 'reason'"),
         ] {
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!("PREPARE {name} AS {statement}")))
                 .execute(&mut conn)
