@@ -33,13 +33,18 @@ const MIN_TX_GAS: u64 = 21_000;
 /// for those to expire.
 pub const MAX_PAGES: usize = 8;
 
+/// Most transactions a block holds (all plain transfers).
+fn block_room(config: &ChainConfig) -> u64 {
+    (config.block_gas_limit / MIN_TX_GAS).max(1)
+}
+
 /// Transactions in the first page: a quarter more than fit in a block if
 /// all were plain transfers (some will be dropped), at most 10,000. What a
 /// block leaves is read again for the next one, so a larger page costs
 /// reads; a block short of runnable transactions reads another page.
 pub fn page_size(config: &ChainConfig) -> i64 {
-    let room = config.block_gas_limit / MIN_TX_GAS;
-    (room + room / 4).clamp(1, 10_000) as i64
+    let room = block_room(config);
+    (room + room / 4).min(10_000) as i64
 }
 
 /// What one read of the mempool offers the next block.
@@ -67,7 +72,7 @@ pub async fn read(
     base_fee: u64,
 ) -> Result<Candidates, StoreError> {
     let mut page_size = page_size(config);
-    let block_room = (config.block_gas_limit / MIN_TX_GAS).max(1) as usize;
+    let block_room = block_room(config) as usize;
     let mut decoded = Vec::new();
     let mut candidates = Candidates::default();
     let mut after_seq = 0;

@@ -185,9 +185,8 @@ pub async fn follow(
         if let Err(error) = catch_up(&view, &store).await {
             tracing::warn!(%error, "chain follower failed to catch up");
         }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
+        if !crate::node::sleep_unless_stopped(Duration::from_millis(100), &mut shutdown).await {
+            return;
         }
     }
 }

@@ -248,11 +248,7 @@ async fn intake_store(database_url: &str) -> eyre::Result<Store> {
 
 /// Drops transactions that waited longer than the pool's lifetime.
 async fn expire_pooled(view: ChainView, store: Store, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        }
+    while sleep_unless_stopped(Duration::from_secs(30), &mut shutdown).await {
         let expired = view.pool().expire();
         if expired.is_empty() {
             continue;
@@ -280,11 +276,7 @@ async fn advance_state_checkpoint(
     // interval writes a hot account (a busy sender) once per interval
     // instead of once per 500 ms; start-up replays at most this much more.
     const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(CHECKPOINT_INTERVAL) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        }
+    while sleep_unless_stopped(CHECKPOINT_INTERVAL, &mut shutdown).await {
         let started = std::time::Instant::now();
         match store.advance_state_checkpoint(CHECKPOINT_BLOCKS).await {
             Ok(through) => {
@@ -298,11 +290,7 @@ async fn advance_state_checkpoint(
 
 /// Deletes state diffs older than the retention window, once a minute.
 async fn prune_diffs(store: Store, retention: u64, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        }
+    while sleep_unless_stopped(Duration::from_secs(60), &mut shutdown).await {
         let result = match store.head_number().await {
             Ok(head) => store.prune_state_diffs(head.saturating_sub(retention)).await,
             Err(error) => Err(error),
@@ -319,16 +307,23 @@ async fn prune_diffs(store: Store, retention: u64, mut shutdown: watch::Receiver
 /// (a seq scan of the mempool table: its rows are the pending and the
 /// recently dropped transactions).
 async fn prune_dropped(store: Store, retention: Duration, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(600)) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        }
+    while sleep_unless_stopped(Duration::from_secs(600), &mut shutdown).await {
         match store.prune_dropped_transactions(retention).await {
             Ok(0) => {}
             Ok(pruned) => tracing::info!(pruned, ?retention, "pruned dropped transactions"),
             Err(error) => tracing::warn!(%error, "cannot prune dropped transactions"),
         }
+    }
+}
+
+/// Sleeps for `period`; false if the shutdown signal came first.
+pub(crate) async fn sleep_unless_stopped(
+    period: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(period) => true,
+        _ = shutdown.wait_for(|stop| *stop) => false,
     }
 }
 

@@ -147,11 +147,9 @@ impl Store {
         let replaced: Vec<&[u8]> =
             txs.iter().filter_map(|t| t.replaces.as_ref()).map(|h| h.as_slice()).collect();
         // One statement, so one round trip and atomic without BEGIN/COMMIT.
-        let insert = |statement| {
-            sqlx::query(statement).bind(&hashes).bind(&senders).bind(&nonces).bind(&raws)
-        };
         let run = |statement| {
-            let query = insert(statement);
+            let query =
+                sqlx::query(statement).bind(&hashes).bind(&senders).bind(&nonces).bind(&raws);
             let query = if replaced.is_empty() { query } else { query.bind(&replaced) };
             query.execute(&self.pool)
         };
@@ -332,6 +330,14 @@ mod tests {
         conn
     }
 
+    /// Entries of the pending index read so far in `tx`.
+    async fn pending_index_entries_read(tx: &mut PgConnection) -> i64 {
+        sqlx::query_scalar("SELECT pg_stat_get_xact_tuples_returned('mempool_pending'::regclass)")
+            .fetch_one(tx)
+            .await
+            .unwrap()
+    }
+
     /// The hash-keyed statements stay on the unique hash index as generic
     /// plans over stale statistics: never a walk of the pending index,
     /// which visits every pending row.
@@ -378,12 +384,7 @@ mod tests {
         ] {
             sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut *tx).await.unwrap();
         }
-        let pending_entries_read: i64 = sqlx::query_scalar(
-            "SELECT pg_stat_get_xact_tuples_returned('mempool_pending'::regclass)",
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap();
+        let pending_entries_read = pending_index_entries_read(&mut tx).await;
         let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "EXPLAIN EXECUTE pending_nonces({sender}, 0)"
         )))
@@ -409,12 +410,7 @@ mod tests {
                 sqlx::query(PENDING_IN_ORDER).bind(0_i64).bind(100_i64).fetch_all(&mut *tx).await;
             assert_eq!(rows.unwrap().len(), 100);
         }
-        let index_entries_read: i64 = sqlx::query_scalar(
-            "SELECT pg_stat_get_xact_tuples_returned('mempool_pending'::regclass)",
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap();
+        let index_entries_read = pending_index_entries_read(&mut tx).await;
         assert!(index_entries_read <= 6 * 101, "read {index_entries_read} index entries");
     }
 }
