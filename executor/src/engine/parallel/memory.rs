@@ -198,7 +198,9 @@ impl Versions {
 struct AccountVersions {
     basic: Versions,
     balance: Versions,
-    clear: Versions,
+    /// Storage wipes: rare (creations and destructions), so boxed, to keep
+    /// every account's entry in the map smaller (272 bytes to 216).
+    clear: Option<Box<Versions>>,
     /// The account in the snapshot, once a transaction that writes it read
     /// it there (finalization then needs no snapshot lookup for it).
     base: Option<Option<BasicAccount>>,
@@ -218,7 +220,7 @@ impl AccountVersions {
         match location {
             Location::Basic(_) => &mut self.basic,
             Location::Balance(_) => &mut self.balance,
-            Location::Clear(_) => &mut self.clear,
+            Location::Clear(_) => self.clear.get_or_insert_default(),
             Location::Storage(..) => unreachable!("slots have their own map"),
         }
     }
@@ -690,7 +692,7 @@ impl MvMemory {
         let cleared = if self.any_clear.load(Ordering::SeqCst) {
             self.accounts
                 .get(&address)
-                .and_then(|account| account.clear.below(tx).next().map(|(i, e)| (*i, *e)))
+                .and_then(|account| Some(*account.clear.as_deref()?.below(tx).next()?))
         } else {
             None
         };
@@ -727,10 +729,11 @@ fn final_core_and_clear(account: &AccountVersions) -> Option<(Option<Option<Acco
         Some((_, Entry::Estimate)) => return None,
         Some((_, Entry::Value(_))) => unreachable!("basic location holds basic writes"),
     };
-    if account.clear.0.iter().any(|(_, e)| matches!(e, Entry::Estimate)) {
+    let clear = account.clear.as_deref().map_or(&[][..], |clear| &clear.0[..]);
+    if clear.iter().any(|(_, e)| matches!(e, Entry::Estimate)) {
         return None;
     }
-    Some((core, !account.clear.0.is_empty()))
+    Some((core, !clear.is_empty()))
 }
 
 fn basic_read(versions: &Versions, tx: TxIdx) -> Read<Option<AccountCore>> {
