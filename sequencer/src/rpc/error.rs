@@ -21,6 +21,9 @@ pub const EXECUTION_REVERTED: i64 = 3;
 /// A limit was exceeded.
 pub const LIMIT_EXCEEDED: i64 = -32005;
 
+/// The answer to a submission whose group commit failed.
+pub const NOT_STORED: &str = "transaction not stored (database unavailable); retry";
+
 /// A JSON-RPC error object.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RpcError {
@@ -59,9 +62,19 @@ impl From<AdmissionError> for RpcError {
 
 impl From<crate::intake::IntakeError> for RpcError {
     fn from(error: crate::intake::IntakeError) -> Self {
+        use crate::intake::IntakeError;
         match error {
-            crate::intake::IntakeError::Overloaded => Self::new(LIMIT_EXCEEDED, error.to_string()),
-            other => Self::internal(other),
+            IntakeError::Overloaded => Self::new(LIMIT_EXCEEDED, error.to_string()),
+            // The client must know that nothing was stored, and that sending
+            // the same bytes again is safe (identical resubmissions are
+            // idempotent); the database's own words stay in the log.
+            IntakeError::Database(detail) => {
+                tracing::error!(error = %detail, "group commit failed; its transactions are not acknowledged");
+                Self::new(INTERNAL_ERROR, NOT_STORED)
+            }
+            IntakeError::Closed => {
+                Self::new(INTERNAL_ERROR, "shutting down; transaction not stored, retry")
+            }
         }
     }
 }

@@ -20,7 +20,9 @@ use std::{future::Future, path::PathBuf, time::Duration};
 use tokio::sync::watch;
 
 pub(crate) struct TestNet {
-    _db: TestDatabase,
+    /// The test's own database (`None`: the caller's, at `database_url`).
+    _db: Option<TestDatabase>,
+    database_url: String,
     pub(crate) anvil: Anvil,
     pub(crate) config: ChainConfig,
     pub(crate) chain_path: PathBuf,
@@ -39,6 +41,22 @@ impl TestNet {
     /// Like [`TestNet::start`], with the given JSON-RPC limits on the first node.
     pub(crate) async fn start_with_limits(accounts: u32, limits: RpcLimits) -> Self {
         let db = TestDatabase::new().await;
+        let url = db.url.clone();
+        Self::start_on(Some(db), url, accounts, limits).await
+    }
+
+    /// Like [`TestNet::start`], on the database at `database_url` (an empty
+    /// one: the node migrates it), for tests that run their own cluster.
+    pub(crate) async fn start_on_database(database_url: String, accounts: u32) -> Self {
+        Self::start_on(None, database_url, accounts, RpcLimits::default()).await
+    }
+
+    async fn start_on(
+        db: Option<TestDatabase>,
+        database_url: String,
+        accounts: u32,
+        limits: RpcLimits,
+    ) -> Self {
         let port = free_port().unwrap();
         // On the test's own thread: the parent-death signal fires when the
         // spawning thread ends.
@@ -50,13 +68,14 @@ impl TestNet {
             .await
             .expect("create chain");
         let (shutdown, receiver) = watch::channel(false);
-        let mut options = node_options(&chain_path, &db.url, &anvil.url(), Roles::ALL);
+        let mut options = node_options(&chain_path, &database_url, &anvil.url(), Roles::ALL);
         options.rpc_limits = limits;
         let node = node::start(options, receiver).await.expect("start node");
         let rpc_url = format!("http://{}", node.addresses.rpc.unwrap());
         let metrics_url = format!("http://{}/metrics", node.addresses.metrics);
         Self {
             _db: db,
+            database_url,
             anvil,
             config,
             chain_path,
@@ -85,7 +104,7 @@ impl TestNet {
     /// Starts another node with `roles` on the same database, chain and L1.
     pub(crate) async fn start_node(&self, roles: Roles) -> ExtraNode {
         let (shutdown, receiver) = watch::channel(false);
-        let options = node_options(&self.chain_path, &self._db.url, &self.anvil.url(), roles);
+        let options = node_options(&self.chain_path, &self.database_url, &self.anvil.url(), roles);
         let node = node::start(options, receiver).await.expect("start node");
         let rpc_url = node.addresses.rpc.map(|a| format!("http://{a}"));
         ExtraNode { node, shutdown, rpc_url }
@@ -93,7 +112,7 @@ impl TestNet {
 
     /// The database URL the nodes use.
     pub(crate) fn database_url(&self) -> &str {
-        &self._db.url
+        &self.database_url
     }
 
     /// Stops the first node and waits for it.

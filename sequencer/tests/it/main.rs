@@ -4,6 +4,7 @@ mod api_kill;
 mod candidates;
 mod common;
 mod crash;
+mod db_restart;
 mod e2e;
 mod failover;
 mod fuzz;
