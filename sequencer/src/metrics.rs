@@ -20,8 +20,12 @@ pub struct NodeMetrics {
     pub rpc_duration: HistogramVec,
     /// Transactions accepted into the mempool.
     pub transactions_accepted: IntCounter,
-    /// Pending transactions the producer saw last.
+    /// Pending transactions the producer saw last (in a process without
+    /// the producer role: the last pool census).
     pub mempool_pending: IntGauge,
+    /// Pending transactions other API processes pooled, as of the last
+    /// pool census (they count toward this process's pool-wide cap).
+    pub mempool_pending_elsewhere: IntGauge,
     /// Blocks committed by this producer.
     pub blocks_produced: IntCounter,
     /// Transactions included in committed blocks.
@@ -60,6 +64,10 @@ impl NodeMetrics {
                 "mempool_pending",
                 "Pending transactions in the mempool.",
             )?,
+            mempool_pending_elsewhere: IntGauge::new(
+                "mempool_pending_elsewhere",
+                "Pending transactions other API processes pooled, as of the last pool census.",
+            )?,
             blocks_produced: IntCounter::new(
                 "blocks_produced_total",
                 "Blocks committed by this producer.",
@@ -91,6 +99,7 @@ impl NodeMetrics {
         r.register(Box::new(metrics.rpc_duration.clone()))?;
         r.register(Box::new(metrics.transactions_accepted.clone()))?;
         r.register(Box::new(metrics.mempool_pending.clone()))?;
+        r.register(Box::new(metrics.mempool_pending_elsewhere.clone()))?;
         r.register(Box::new(metrics.blocks_produced.clone()))?;
         r.register(Box::new(metrics.transactions_included.clone()))?;
         r.register(Box::new(metrics.head_block.clone()))?;

@@ -163,6 +163,13 @@ pub async fn start(
         // Also with a producer: it may be a standby while another process leads.
         tasks.spawn(chain_view::follow(view.clone(), store.clone(), shutdown.clone()));
         tasks.spawn(expire_pooled(view.clone(), store.clone(), shutdown.clone()));
+        tasks.spawn(census_pool(
+            view.clone(),
+            store.clone(),
+            metrics.clone(),
+            !options.roles.producer,
+            shutdown.clone(),
+        ));
     }
     if options.roles.batcher {
         let key = options
@@ -257,6 +264,34 @@ async fn expire_pooled(view: ChainView, store: Store, mut shutdown: watch::Recei
             tracing::warn!(%error, count = expired.len(), "cannot mark expired transactions");
         } else {
             tracing::info!(count = expired.len(), "expired pooled transactions");
+        }
+    }
+}
+
+/// How often an API process counts the database's pending transactions
+/// for the pool-wide cap (see [`crate::pool::TxPool::census`]).
+const POOL_CENSUS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Counts the database's pending transactions, every API process's, so
+/// that the pool-wide cap holds across processes; sets the pending gauge
+/// too when no producer in this process does.
+async fn census_pool(
+    view: ChainView,
+    store: Store,
+    metrics: NodeMetrics,
+    set_pending_gauge: bool,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    while sleep_unless_stopped(POOL_CENSUS_INTERVAL, &mut shutdown).await {
+        match store.pending_count().await {
+            Ok(pending) => {
+                let elsewhere = view.pool().census(usize::try_from(pending).unwrap_or(0));
+                metrics.mempool_pending_elsewhere.set(elsewhere as i64);
+                if set_pending_gauge {
+                    metrics.mempool_pending.set(pending);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot count the pending transactions"),
         }
     }
 }

@@ -5,10 +5,15 @@
 //! trip per transaction. Postgres stays the durable record; this index is
 //! rebuilt from it at start-up and pruned as blocks commit.
 //!
-//! Each API process keeps its own index: with several replicas, caps are
-//! enforced per replica, and two replicas may accept different transactions
-//! for one nonce; the block producer includes the first to arrive and drops
-//! the other (`nonce too low`).
+//! Each API process keeps its own index: with several replicas, the
+//! per-sender cap, the balance check and replacement are enforced per
+//! replica, and two replicas may accept different transactions for one
+//! nonce; the block producer includes the first to arrive and drops the
+//! other (`nonce too low`). The pool-wide cap holds across replicas: every
+//! second each one counts the pending transactions in the database (a
+//! census, [`TxPool::census`]), and those beyond its own count toward its
+//! cap until the next one. Between two censuses the replicas together may
+//! overshoot by what the others admitted in that second.
 
 use crate::admission::AdmissionError;
 use alloy_consensus::Transaction;
@@ -16,7 +21,10 @@ use alloy_primitives::{Address, B256, U256};
 use rollup_executor::{RecoveredTx, StateDiff};
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -69,6 +77,8 @@ pub enum Admitted {
 pub struct TxPool {
     limits: PoolLimits,
     inner: Mutex<Inner>,
+    /// Pending transactions other processes pooled, as of the last census.
+    elsewhere: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -80,7 +90,7 @@ struct Inner {
 impl TxPool {
     /// An empty pool with `limits`.
     pub fn new(limits: PoolLimits) -> Self {
-        Self { limits, inner: Mutex::default() }
+        Self { limits, inner: Mutex::default(), elsewhere: AtomicUsize::new(0) }
     }
 
     /// Number of pooled transactions.
@@ -136,7 +146,7 @@ impl TxPool {
                 if queue.len() >= self.limits.max_per_sender {
                     return Err(AdmissionError::AccountLimit);
                 }
-                if total >= self.limits.max_total {
+                if total + self.elsewhere.load(Ordering::Relaxed) >= self.limits.max_total {
                     return Err(AdmissionError::PoolFull);
                 }
                 None
@@ -153,6 +163,20 @@ impl TxPool {
             inner.total += 1;
         }
         Ok(replaced.map_or(Admitted::New, Admitted::Replaces))
+    }
+
+    /// Takes a census: `pending_in_database` transactions are pending in the
+    /// database, every process's; those beyond this pool's own count toward
+    /// its pool-wide cap until the next census. Returns that number.
+    ///
+    /// Own transactions admitted but not yet committed, and own ones the
+    /// database already let go (included, not yet pruned here), make the
+    /// difference an underestimate: the census never refuses more than
+    /// the cap would.
+    pub fn census(&self, pending_in_database: usize) -> usize {
+        let elsewhere = pending_in_database.saturating_sub(self.len());
+        self.elsewhere.store(elsewhere, Ordering::Relaxed);
+        elsewhere
     }
 
     /// Forgets a transaction admission recorded but could not store.
@@ -273,6 +297,24 @@ pub(crate) mod tests {
         assert_eq!(pool.admit(&tx(&a, 2, 100, 1, 0), 0, RICH), Err(AdmissionError::AccountLimit));
         assert!(pool.admit(&tx(&b, 0, 100, 1, 0), 0, RICH).is_ok());
         assert_eq!(pool.admit(&tx(&b, 1, 100, 1, 0), 0, RICH), Err(AdmissionError::PoolFull));
+    }
+
+    #[test]
+    fn the_pool_wide_cap_counts_what_other_processes_pooled() {
+        let pool = TxPool::new(PoolLimits { max_total: 4, ..PoolLimits::default() });
+        let (a, b) = (PrivateKeySigner::random(), PrivateKeySigner::random());
+        assert!(pool.admit(&tx(&a, 0, 100, 1, 0), 0, RICH).is_ok());
+        // The database holds this one and two from another process.
+        assert_eq!(pool.census(3), 2);
+        assert!(pool.admit(&tx(&a, 1, 100, 1, 0), 0, RICH).is_ok());
+        assert_eq!(pool.admit(&tx(&b, 0, 100, 1, 0), 0, RICH), Err(AdmissionError::PoolFull));
+        // A replacement adds nothing: still allowed when full.
+        assert!(pool.admit(&tx(&a, 1, 110, 2, 0), 0, RICH).is_ok());
+        // The others' were included: room again.
+        assert_eq!(pool.census(2), 0);
+        assert!(pool.admit(&tx(&b, 0, 100, 1, 0), 0, RICH).is_ok());
+        // Fewer in the database than here (own ones not yet committed).
+        assert_eq!(pool.census(1), 0);
     }
 
     #[test]

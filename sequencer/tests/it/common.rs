@@ -13,6 +13,7 @@ use rollup_executor::ChainConfig;
 use rollup_sequencer::{
     dev::{create_chain, dev_key},
     node::{self, NodeOptions, Roles, RunningNode},
+    pool::PoolLimits,
     rpc::limits::RpcLimits,
 };
 use rollup_store::testing::TestDatabase;
@@ -42,13 +43,21 @@ impl TestNet {
     pub(crate) async fn start_with_limits(accounts: u32, limits: RpcLimits) -> Self {
         let db = TestDatabase::new().await;
         let url = db.url.clone();
-        Self::start_on(Some(db), url, accounts, limits).await
+        Self::start_on(Some(db), url, accounts, limits, PoolLimits::default()).await
+    }
+
+    /// Like [`TestNet::start`], with the given pool limits on the first node.
+    pub(crate) async fn start_with_pool_limits(accounts: u32, pool: PoolLimits) -> Self {
+        let db = TestDatabase::new().await;
+        let url = db.url.clone();
+        Self::start_on(Some(db), url, accounts, RpcLimits::default(), pool).await
     }
 
     /// Like [`TestNet::start`], on the database at `database_url` (an empty
     /// one: the node migrates it), for tests that run their own cluster.
     pub(crate) async fn start_on_database(database_url: String, accounts: u32) -> Self {
-        Self::start_on(None, database_url, accounts, RpcLimits::default()).await
+        Self::start_on(None, database_url, accounts, RpcLimits::default(), PoolLimits::default())
+            .await
     }
 
     async fn start_on(
@@ -56,6 +65,7 @@ impl TestNet {
         database_url: String,
         accounts: u32,
         limits: RpcLimits,
+        pool: PoolLimits,
     ) -> Self {
         let port = free_port().unwrap();
         // On the test's own thread: the parent-death signal fires when the
@@ -70,6 +80,7 @@ impl TestNet {
         let (shutdown, receiver) = watch::channel(false);
         let mut options = node_options(&chain_path, &database_url, &anvil.url(), Roles::ALL);
         options.rpc_limits = limits;
+        options.pool_limits = pool;
         let node = node::start(options, receiver).await.expect("start node");
         let rpc_url = format!("http://{}", node.addresses.rpc.unwrap());
         let metrics_url = format!("http://{}/metrics", node.addresses.metrics);
@@ -103,8 +114,19 @@ impl TestNet {
 
     /// Starts another node with `roles` on the same database, chain and L1.
     pub(crate) async fn start_node(&self, roles: Roles) -> ExtraNode {
+        self.start_node_with_pool_limits(roles, PoolLimits::default()).await
+    }
+
+    /// Like [`TestNet::start_node`], with the given pool limits.
+    pub(crate) async fn start_node_with_pool_limits(
+        &self,
+        roles: Roles,
+        pool: PoolLimits,
+    ) -> ExtraNode {
         let (shutdown, receiver) = watch::channel(false);
-        let options = node_options(&self.chain_path, &self.database_url, &self.anvil.url(), roles);
+        let mut options =
+            node_options(&self.chain_path, &self.database_url, &self.anvil.url(), roles);
+        options.pool_limits = pool;
         let node = node::start(options, receiver).await.expect("start node");
         let rpc_url = node.addresses.rpc.map(|a| format!("http://{a}"));
         ExtraNode { node, shutdown, rpc_url }
@@ -163,7 +185,7 @@ fn node_options(
         proposal_interval: Duration::from_millis(500),
         batch_interval: Duration::from_millis(500),
         suggested_priority_fee: 1_000_000,
-        pool_limits: rollup_sequencer::pool::PoolLimits::default(),
+        pool_limits: PoolLimits::default(),
         state_history_blocks: rollup_sequencer::chain_view::DEFAULT_HISTORY_BLOCKS,
         diff_retention_blocks: None,
         dropped_retention: None,

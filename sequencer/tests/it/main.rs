@@ -8,6 +8,7 @@ mod db_restart;
 mod e2e;
 mod failover;
 mod fuzz;
+mod pool_cap;
 mod protection;
 mod rpc_input;
 mod state_faults;

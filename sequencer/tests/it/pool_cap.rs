@@ -1,0 +1,67 @@
+//! The pool-wide cap holds across API processes on one database: each one
+//! counts what the others pooled (the pool census, once a second).
+
+use crate::common::{TestNet, signed_transfer};
+use alloy::primitives::{Address, Bytes};
+use rollup_sequencer::{node::Roles, pool::PoolLimits};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const CAP: usize = 12;
+
+/// A transfer with a nonce gap (nonce 1 and up, the sender's state nonce is
+/// 0): it stays pending, queued, however many blocks pass.
+fn queued(sender: u32, nonce: u64, chain_id: u64) -> Bytes {
+    assert!(nonce >= 1);
+    signed_transfer(10 + sender, chain_id, nonce, Address::repeat_byte(0x33))
+}
+
+/// Sends `raw`; the hash, or the error message.
+async fn send(client: &reqwest::Client, url: &str, raw: Bytes) -> Result<String, String> {
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransaction",
+                       "params": [raw] });
+    let answer: Value = client.post(url).json(&body).send().await.unwrap().json().await.unwrap();
+    match answer["result"].as_str() {
+        Some(hash) => Ok(hash.to_owned()),
+        None => Err(answer["error"]["message"].as_str().unwrap_or_default().to_owned()),
+    }
+}
+
+/// Long enough for every API process to take a census after the last
+/// acknowledged submission.
+async fn after_a_census() {
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_wide_cap_holds_across_api_processes() {
+    let limits = PoolLimits { max_total: CAP, ..PoolLimits::default() };
+    let net = TestNet::start_with_pool_limits(20, limits).await;
+    let chain_id = net.config.chain_id;
+    let other =
+        net.start_node_with_pool_limits(Roles { api: true, ..Roles::default() }, limits).await;
+    let other_url = other.rpc_url.clone().unwrap();
+    let client = reqwest::Client::new();
+
+    // Two thirds of the cap through the first process.
+    for sender in 0..2 {
+        for nonce in 1..=4 {
+            send(&client, &net.rpc_url, queued(sender, nonce, chain_id)).await.unwrap();
+        }
+    }
+    after_a_census().await;
+
+    // The other process has room for the last third only.
+    for nonce in 1..=4 {
+        send(&client, &other_url, queued(2, nonce, chain_id)).await.unwrap();
+    }
+    after_a_census().await;
+    let refused = send(&client, &other_url, queued(3, 1, chain_id)).await;
+    assert_eq!(refused, Err("txpool is full".to_owned()), "the other process counts the first's");
+    // And the first counts the other's.
+    let refused = send(&client, &net.rpc_url, queued(4, 1, chain_id)).await;
+    assert_eq!(refused, Err("txpool is full".to_owned()), "the first process counts the other's");
+
+    other.stop().await;
+    net.stop().await;
+}
