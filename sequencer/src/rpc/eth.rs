@@ -27,6 +27,21 @@ pub const METHODS: &[&str] = &[
     "eth_getBlockByHash",
     "eth_getTransactionByHash",
     "eth_getTransactionReceipt",
+    "eth_getBlockReceipts",
+    "eth_getBlockTransactionCountByNumber",
+    "eth_getBlockTransactionCountByHash",
+    "eth_getTransactionByBlockNumberAndIndex",
+    "eth_getTransactionByBlockHashAndIndex",
+    "eth_getRawTransactionByHash",
+    "eth_getRawTransactionByBlockNumberAndIndex",
+    "eth_getRawTransactionByBlockHashAndIndex",
+    "eth_getUncleCountByBlockNumber",
+    "eth_getUncleCountByBlockHash",
+    "eth_getUncleByBlockNumberAndIndex",
+    "eth_getUncleByBlockHashAndIndex",
+    "net_listening",
+    "net_peerCount",
+    "web3_sha3",
     "eth_getBalance",
     "eth_getTransactionCount",
     "eth_getCode",
@@ -85,6 +100,20 @@ pub(super) async fn dispatch(
             params.at_most(0)?;
             Ok(json!(concat!("rollup-node/v", env!("CARGO_PKG_VERSION"))))
         }
+        "web3_sha3" => {
+            params.at_most(1)?;
+            let data: Bytes = params.required(0, "data")?;
+            Ok(json!(alloy_primitives::keccak256(&data)))
+        }
+        // A sequencer has no peers: it is the chain's only source of blocks.
+        "net_listening" => {
+            params.at_most(0)?;
+            Ok(json!(true))
+        }
+        "net_peerCount" => {
+            params.at_most(0)?;
+            Ok(json!(U64::ZERO))
+        }
         "eth_syncing" => {
             params.at_most(0)?;
             Ok(json!(false))
@@ -130,6 +159,63 @@ pub(super) async fn dispatch(
             let timestamp =
                 ctx.store.block_by_number(stored.block_number).await?.map(|b| b.header.timestamp);
             Ok(json!(convert::receipt(&stored, timestamp)?))
+        }
+        "eth_getBlockReceipts" => {
+            params.at_most(1)?;
+            let id: BlockId = params.required(0, "block")?;
+            let Some(block) = block_by_id(ctx, id).await? else { return Ok(Value::Null) };
+            let timestamp = Some(block.header.timestamp);
+            let txs = ctx.store.block_transactions(block.header.number).await?;
+            let receipts: Result<Vec<_>, _> =
+                txs.iter().map(|tx| convert::receipt(tx, timestamp)).collect();
+            Ok(json!(receipts?))
+        }
+        "eth_getBlockTransactionCountByNumber" | "eth_getBlockTransactionCountByHash" => {
+            params.at_most(1)?;
+            let id = block_param(method, &params)?;
+            let Some(block) = block_by_id(ctx, id).await? else { return Ok(Value::Null) };
+            let txs = ctx.store.block_transactions(block.header.number).await?;
+            Ok(json!(U64::from(txs.len())))
+        }
+        "eth_getTransactionByBlockNumberAndIndex"
+        | "eth_getTransactionByBlockHashAndIndex"
+        | "eth_getRawTransactionByBlockNumberAndIndex"
+        | "eth_getRawTransactionByBlockHashAndIndex" => {
+            params.at_most(2)?;
+            let id = block_param(method, &params)?;
+            let index: U64 = params.required(1, "index")?;
+            let Some(block) = block_by_id(ctx, id).await? else { return Ok(Value::Null) };
+            let txs = ctx.store.block_transactions(block.header.number).await?;
+            match usize::try_from(index).ok().and_then(|i| txs.get(i)) {
+                Some(tx) if method.starts_with("eth_getRaw") => Ok(json!(tx.raw)),
+                Some(tx) => Ok(json!(convert::transaction(tx)?)),
+                None => Ok(Value::Null),
+            }
+        }
+        "eth_getRawTransactionByHash" => {
+            params.at_most(1)?;
+            let hash: B256 = params.required(0, "hash")?;
+            if let Some(stored) = ctx.store.transaction(hash).await? {
+                return Ok(json!(stored.raw));
+            }
+            match ctx.store.mempool_transaction(hash).await? {
+                Some((raw, _, MempoolStatus::Pending)) => Ok(json!(raw)),
+                _ => Ok(Value::Null),
+            }
+        }
+        // Blocks of a rollup have no uncles (ommers): none in a block that
+        // exists, null for one that does not, as geth answers.
+        "eth_getUncleCountByBlockNumber" | "eth_getUncleCountByBlockHash" => {
+            params.at_most(1)?;
+            let id = block_param(method, &params)?;
+            let exists = block_by_id(ctx, id).await?.is_some();
+            Ok(if exists { json!(U64::ZERO) } else { Value::Null })
+        }
+        "eth_getUncleByBlockNumberAndIndex" | "eth_getUncleByBlockHashAndIndex" => {
+            params.at_most(2)?;
+            block_param(method, &params)?;
+            let _: U64 = params.required(1, "index")?;
+            Ok(Value::Null)
         }
         "eth_getBalance" => {
             params.at_most(2)?;
@@ -409,6 +495,30 @@ fn next_base_fee(ctx: &RpcContext) -> u64 {
         head.header.gas_used,
         head.header.base_fee_per_gas.unwrap_or(ctx.config.eip1559.initial_base_fee),
     )
+}
+
+/// The block parameter of a `...ByBlockNumber...` or `...ByBlockHash...`
+/// method: a number or tag, or a hash, as the method's name says.
+fn block_param(method: &str, params: &Params) -> Result<BlockId, RpcError> {
+    if method.contains("ByBlockHash") || method.ends_with("ByHash") {
+        Ok(BlockId::from(params.required::<B256>(0, "hash")?))
+    } else {
+        Ok(BlockId::from(params.required::<BlockNumberOrTag>(0, "block")?))
+    }
+}
+
+/// The stored block `id` names (`None`: none such, or beyond the head).
+async fn block_by_id(
+    ctx: &RpcContext,
+    id: BlockId,
+) -> Result<Option<rollup_store::StoredBlock>, RpcError> {
+    Ok(match id {
+        BlockId::Hash(hash) => ctx.store.block_by_hash(hash.block_hash).await?,
+        BlockId::Number(tag) => match resolve_number(ctx, tag) {
+            Some(number) => ctx.store.block_by_number(number).await?,
+            None => None,
+        },
+    })
 }
 
 async fn block_json(

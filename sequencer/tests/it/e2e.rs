@@ -467,3 +467,87 @@ async fn dev_genesis_holds_multicall3_and_the_create2_deployer() {
     assert_eq!(l2.get_storage_at(created, U256::ZERO).await.unwrap(), U256::from(42));
     net.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_reads_by_number_hash_and_index() {
+    use serde_json::Value;
+    let net = TestNet::start(10).await;
+    let (l2, _) = net.l2_wallet(3);
+    let raw = signed_transfer(4, net.config.chain_id, 0, Address::repeat_byte(0x44));
+    let hash = *l2.send_raw_transaction(&raw).await.unwrap().tx_hash();
+    let receipt = eventually(30, "the receipt", || async {
+        l2.get_transaction_receipt(hash).await.ok().flatten()
+    })
+    .await;
+    let (number, block_hash) = (receipt.block_number.unwrap(), receipt.block_hash.unwrap());
+    let index = receipt.transaction_index.unwrap() as usize;
+    let block = l2.get_block_by_number(number.into()).await.unwrap().unwrap();
+    let in_block = block.transactions.len() as u64;
+
+    // Receipts of the whole block, by number and by hash: the same as one by one.
+    let one: Value = l2.raw_request("eth_getTransactionReceipt".into(), (hash,)).await.unwrap();
+    for id in [BlockId::number(number), BlockId::hash(block_hash)] {
+        let all: Vec<Value> = l2.raw_request("eth_getBlockReceipts".into(), (id,)).await.unwrap();
+        assert_eq!(all.len() as u64, in_block);
+        assert_eq!(all[index], one);
+    }
+    assert_eq!(
+        l2.get_block_receipts(BlockId::number(number)).await.unwrap().unwrap().len() as u64,
+        in_block
+    );
+
+    // Counts and positions.
+    assert_eq!(
+        l2.get_block_transaction_count_by_number(number.into()).await.unwrap(),
+        Some(in_block)
+    );
+    assert_eq!(l2.get_block_transaction_count_by_hash(block_hash).await.unwrap(), Some(in_block));
+    let by_hash: Value = l2.raw_request("eth_getTransactionByHash".into(), (hash,)).await.unwrap();
+    let at_number: Value = l2
+        .raw_request(
+            "eth_getTransactionByBlockNumberAndIndex".into(),
+            (U64::from(number), U64::from(index)),
+        )
+        .await
+        .unwrap();
+    let at_hash: Value = l2
+        .raw_request("eth_getTransactionByBlockHashAndIndex".into(), (block_hash, U64::from(index)))
+        .await
+        .unwrap();
+    assert_eq!(at_number, by_hash);
+    assert_eq!(at_hash, by_hash);
+    let past_the_end = l2
+        .get_transaction_by_block_number_and_index(number.into(), in_block as usize)
+        .await
+        .unwrap();
+    assert!(past_the_end.is_none());
+
+    // Raw bytes: by hash and by position, what was sent.
+    let raw_by_hash: Bytes =
+        l2.raw_request("eth_getRawTransactionByHash".into(), (hash,)).await.unwrap();
+    assert_eq!(raw_by_hash, raw);
+    let raw_at = l2.get_raw_transaction_by_block_hash_and_index(block_hash, index).await.unwrap();
+    assert_eq!(raw_at, Some(raw.clone()));
+
+    // No uncles; a block beyond the head is null.
+    assert_eq!(l2.get_uncle_count(BlockId::number(number)).await.unwrap(), 0);
+    assert_eq!(l2.get_uncle_count(BlockId::hash(block_hash)).await.unwrap(), 0);
+    assert!(l2.get_uncle(BlockId::number(number), 0).await.unwrap().is_none());
+    let beyond = BlockNumberOrTag::Number(number + 1_000_000);
+    let count: Option<U64> =
+        l2.raw_request("eth_getUncleCountByBlockNumber".into(), (beyond,)).await.unwrap();
+    assert_eq!(count, None);
+    let receipts: Option<Vec<Value>> =
+        l2.raw_request("eth_getBlockReceipts".into(), (beyond,)).await.unwrap();
+    assert_eq!(receipts, None);
+
+    // The small ones.
+    let sha: B256 =
+        l2.raw_request("web3_sha3".into(), (Bytes::from_static(b"hello"),)).await.unwrap();
+    assert_eq!(sha, keccak256(b"hello"));
+    let listening: bool = l2.raw_request("net_listening".into(), ()).await.unwrap();
+    assert!(listening);
+    let peers: U64 = l2.raw_request("net_peerCount".into(), ()).await.unwrap();
+    assert_eq!(peers, U64::ZERO);
+    net.stop().await;
+}

@@ -52,6 +52,10 @@ async fn bad_input_gets_error_objects() {
     ];
     for method in METHODS {
         for params in &bad_params {
+            // Any bytes are web3_sha3's input: the 35 bytes are hashed.
+            if *method == "web3_sha3" && *params == json!([huge]) {
+                continue;
+            }
             let body = json!({ "jsonrpc": "2.0", "id": 7, "method": method, "params": params })
                 .to_string();
             let response = post(&client, &url, body).await;
