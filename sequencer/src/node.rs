@@ -227,6 +227,7 @@ pub async fn start(
                 options.rpc_limits.burst,
             )),
             limits: options.rpc_limits.clone(),
+            filters: Default::default(),
         });
         let listener =
             TcpListener::bind(options.rpc_addr).await.wrap_err("bind the JSON-RPC address")?;

@@ -56,6 +56,12 @@ pub const METHODS: &[&str] = &[
     "eth_accounts",
     "eth_sendRawTransactionSync",
     "eth_getLogs",
+    "eth_newFilter",
+    "eth_newBlockFilter",
+    "eth_newPendingTransactionFilter",
+    "eth_getFilterChanges",
+    "eth_getFilterLogs",
+    "eth_uninstallFilter",
     "eth_getProof",
     "rollup_getTransactionStatus",
     "rollup_getStateDiff",
@@ -342,6 +348,12 @@ pub(super) async fn dispatch(
             let filter: Filter = params.required(0, "filter")?;
             get_logs(ctx, &filter).await
         }
+        "eth_newFilter"
+        | "eth_newBlockFilter"
+        | "eth_newPendingTransactionFilter"
+        | "eth_getFilterChanges"
+        | "eth_getFilterLogs"
+        | "eth_uninstallFilter" => super::filters::dispatch(ctx, method, params).await,
         "eth_getProof" => {
             params.at_most(3)?;
             let address: Address = params.required(0, "address")?;
@@ -610,7 +622,7 @@ fn rewards_at(
 }
 
 /// `eth_getLogs` over a bounded block range, skipping blocks by their bloom.
-async fn get_logs(ctx: &RpcContext, filter: &Filter) -> Result<Value, RpcError> {
+pub(super) async fn get_logs(ctx: &RpcContext, filter: &Filter) -> Result<Value, RpcError> {
     let (from, to) = match filter.block_option {
         FilterBlockOption::AtBlockHash(hash) => {
             let Some(block) = ctx.store.block_by_hash(hash).await? else {
@@ -638,25 +650,40 @@ async fn get_logs(ctx: &RpcContext, filter: &Filter) -> Result<Value, RpcError> 
             format!("block range too large: at most {MAX_LOG_RANGE} blocks per query"),
         ));
     }
-    let mut logs: Vec<Log> = Vec::new();
-    for header in ctx.store.headers(from, to).await? {
-        if !filter.matches_bloom(header.logs_bloom) {
-            continue;
-        }
-        for stored in ctx.store.block_transactions(header.number).await?.iter() {
-            let receipt = convert::receipt(stored, Some(header.timestamp))?;
-            logs.extend(
-                receipt.inner.logs().iter().filter(|log| filter.matches(&log.inner)).cloned(),
-            );
-            if logs.len() > MAX_LOGS {
-                return Err(RpcError::new(
-                    super::error::LIMIT_EXCEEDED,
-                    format!("query returned more than {MAX_LOGS} results"),
-                ));
-            }
-        }
+    let (logs, _) = logs_between(ctx, filter, from, to, MAX_LOGS + 1).await?;
+    if logs.len() > MAX_LOGS {
+        return Err(RpcError::new(
+            super::error::LIMIT_EXCEEDED,
+            format!("query returned more than {MAX_LOGS} results"),
+        ));
     }
     Ok(json!(logs))
+}
+
+/// The logs of blocks `from..=to` that match `filter`, block after block,
+/// stopping after the block that brings them to `enough` (a block's logs
+/// are never split); with the last block read.
+pub(super) async fn logs_between(
+    ctx: &RpcContext,
+    filter: &Filter,
+    from: u64,
+    to: u64,
+    enough: usize,
+) -> Result<(Vec<Log>, u64), RpcError> {
+    let mut logs: Vec<Log> = Vec::new();
+    for header in ctx.store.headers(from, to).await? {
+        if filter.matches_bloom(header.logs_bloom) {
+            for stored in ctx.store.block_transactions(header.number).await?.iter() {
+                let receipt = convert::receipt(stored, Some(header.timestamp))?;
+                let matching = receipt.inner.logs().iter().filter(|log| filter.matches(&log.inner));
+                logs.extend(matching.cloned());
+            }
+        }
+        if logs.len() >= enough {
+            return Ok((logs, header.number));
+        }
+    }
+    Ok((logs, to))
 }
 
 /// `rollup_getTransactionStatus`: where a transaction is in its life.

@@ -7,6 +7,7 @@ mod convert;
 pub mod error;
 mod eth;
 mod evm_call;
+pub mod filters;
 pub mod limits;
 mod rest;
 
@@ -53,6 +54,8 @@ pub struct RpcContext {
     pub limits: limits::RpcLimits,
     /// Per-client rate limit (adjustable with `admin_setRateLimit`).
     pub limiter: Arc<limits::RateLimiter>,
+    /// Installed polling filters.
+    pub filters: filters::Filters,
 }
 
 /// The JSON-RPC router (`POST /`) with its protections. Serve it with

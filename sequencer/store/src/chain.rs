@@ -279,6 +279,18 @@ impl Store {
             .collect()
     }
 
+    /// The hashes of blocks `from..=to` that exist, in order.
+    pub async fn block_hashes(&self, from: u64, to: u64) -> Result<Vec<B256>> {
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT hash FROM blocks WHERE number BETWEEN $1 AND $2 ORDER BY number",
+        )
+        .bind(to_i64(from))
+        .bind(to_i64(to))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|hash| bytes_b256(hash)).collect()
+    }
+
     /// An included transaction with its receipt.
     pub async fn transaction(&self, hash: B256) -> Result<Option<StoredTransaction>> {
         let candidates = sqlx::query(

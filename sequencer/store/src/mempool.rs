@@ -234,6 +234,31 @@ impl Store {
             .collect()
     }
 
+    /// Up to `limit` pending transactions that arrived after `after_seq`,
+    /// as (arrival order, hash), oldest first: what a pending-transaction
+    /// filter reports.
+    pub async fn pending_hashes(&self, after_seq: i64, limit: i64) -> Result<Vec<(i64, B256)>> {
+        let rows = sqlx::query("SELECT seq, tx_hash FROM mempool_pending_in_order($1, $2)")
+            .bind(after_seq)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|row| Ok((row.try_get("seq")?, bytes_b256(row.try_get::<&[u8], _>("tx_hash")?)?)))
+            .collect()
+    }
+
+    /// The arrival order the latest transaction was given (0: none yet),
+    /// read from the sequence: no table scan, and arrivals whose commit is
+    /// still running count (they are after it either way).
+    pub async fn latest_arrival(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM mempool_seq_seq",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Deletes dropped transactions that arrived more than `retention` ago
     /// (their lifecycle then reads as unknown); returns how many.
     pub async fn prune_dropped_transactions(&self, retention: std::time::Duration) -> Result<u64> {

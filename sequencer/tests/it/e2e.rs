@@ -551,3 +551,65 @@ async fn block_reads_by_number_hash_and_index() {
     assert_eq!(peers, U64::ZERO);
     net.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_filters_report_new_blocks_logs_and_pending_transactions() {
+    use alloy::rpc::types::Log;
+    let net = TestNet::start(10).await;
+    let (l2, _) = net.l2_wallet(5);
+    // A contract that emits one log per call (as in the first test).
+    let topic = B256::repeat_byte(0xcd);
+    let runtime = [&[0x7f][..], topic.as_slice(), &hex!("60006000a100")].concat();
+    let init = [&hex!("602780600b6000396000f3")[..], &runtime].concat();
+    let deploy = TransactionRequest::default().with_deploy_code(init);
+    let deployed = l2.send_transaction(deploy).await.unwrap().get_receipt().await.unwrap();
+    let emitter = deployed.contract_address.expect("contract created");
+
+    let blocks = l2.new_block_filter().await.unwrap();
+    let logs = l2.new_filter(&Filter::new().address(emitter).from_block(0)).await.unwrap();
+    let pending = l2.new_pending_transactions_filter(false).await.unwrap();
+    // Installed after the deployment: nothing to report yet.
+    assert!(l2.get_filter_changes::<Log>(logs).await.unwrap().is_empty());
+
+    // A transaction that stays pending (a nonce gap), and a call that logs.
+    let gapped = signed_transfer(6, net.config.chain_id, 1, Address::repeat_byte(0x45));
+    let gapped = *l2.send_raw_transaction(&gapped).await.unwrap().tx_hash();
+    let call = TransactionRequest::default().with_to(emitter);
+    let called = l2.send_transaction(call).await.unwrap().get_receipt().await.unwrap();
+
+    let new_logs: Vec<Log> = l2.get_filter_changes(logs).await.unwrap();
+    assert_eq!(new_logs.len(), 1);
+    assert_eq!(new_logs[0].transaction_hash, Some(called.transaction_hash));
+    assert_eq!(new_logs[0].topics(), &[topic]);
+    assert!(l2.get_filter_changes::<Log>(logs).await.unwrap().is_empty(), "reported once");
+    // The whole range, as eth_getLogs answers it.
+    assert_eq!(l2.get_filter_logs(logs).await.unwrap(), new_logs);
+
+    let new_blocks: Vec<B256> = l2.get_filter_changes(blocks).await.unwrap();
+    assert!(new_blocks.contains(&called.block_hash.unwrap()), "{new_blocks:?}");
+    let arrived: Vec<B256> = l2.get_filter_changes(pending).await.unwrap();
+    assert!(arrived.contains(&gapped), "{arrived:?}");
+    assert!(!l2.get_filter_changes::<B256>(pending).await.unwrap().contains(&gapped));
+
+    // alloy's block poller runs on the same methods.
+    let mut stream = l2.watch_blocks().await.unwrap().into_stream();
+    let next = l2.send_transaction(TransactionRequest::default().with_to(emitter)).await.unwrap();
+    let next = next.get_receipt().await.unwrap().block_hash.unwrap();
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        use futures::StreamExt;
+        while let Some(hashes) = stream.next().await {
+            if hashes.contains(&next) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(seen.is_ok(), "the block poller saw the new block");
+
+    // Uninstalled once; then unknown, with geth's message.
+    assert!(l2.uninstall_filter(logs).await.unwrap());
+    assert!(!l2.uninstall_filter(logs).await.unwrap());
+    let gone = l2.get_filter_changes::<Log>(logs).await.unwrap_err();
+    assert!(gone.to_string().contains("filter not found"), "{gone}");
+    net.stop().await;
+}
