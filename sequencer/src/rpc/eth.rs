@@ -73,6 +73,10 @@ pub const METHODS: &[&str] = &[
 
 /// Most blocks one `eth_getLogs` call may span.
 pub(super) const MAX_LOG_RANGE: u64 = 10_000;
+/// Most addresses one log filter may name (geth's limit).
+pub(super) const MAX_FILTER_ADDRESSES: usize = 1_000;
+/// Most values one topic position of a log filter may hold (geth's limit).
+pub(super) const MAX_FILTER_TOPIC_VALUES: usize = 1_000;
 /// Most logs one `eth_getLogs` call returns.
 pub(super) const MAX_LOGS: usize = 10_000;
 /// `eth_sendRawTransactionSync`: default and longest wait for the receipt.
@@ -346,6 +350,7 @@ pub(super) async fn dispatch(
         "eth_getLogs" => {
             params.at_most(1)?;
             let filter: Filter = params.required(0, "filter")?;
+            check_log_filter(&filter)?;
             get_logs(ctx, &filter).await
         }
         "eth_newFilter"
@@ -622,6 +627,23 @@ fn rewards_at(
 }
 
 /// `eth_getLogs` over a bounded block range, skipping blocks by their bloom.
+/// Checks a log filter's criteria against the limits (each address and
+/// topic value also costs a 256-byte bloom once matched): geth's messages.
+pub(super) fn check_log_filter(filter: &Filter) -> Result<(), RpcError> {
+    if filter.address.len() > MAX_FILTER_ADDRESSES {
+        return Err(RpcError::invalid_params("exceed max addresses"));
+    }
+    if filter.topics.iter().any(|values| values.len() > MAX_FILTER_TOPIC_VALUES) {
+        return Err(RpcError::invalid_params("exceed max topics"));
+    }
+    Ok(())
+}
+
+/// A log filter's size: its addresses and topic values.
+pub(super) fn criteria_of(filter: &Filter) -> usize {
+    filter.address.len() + filter.topics.iter().map(|values| values.len()).sum::<usize>()
+}
+
 pub(super) async fn get_logs(ctx: &RpcContext, filter: &Filter) -> Result<Value, RpcError> {
     let (from, to) = match filter.block_option {
         FilterBlockOption::AtBlockHash(hash) => {

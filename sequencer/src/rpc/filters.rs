@@ -33,6 +33,10 @@ use std::{
 
 /// Most filters one API process keeps.
 pub const MAX_FILTERS: usize = 10_000;
+/// Most addresses and topic values all installed log filters hold together
+/// (each costs about 300 bytes with its bloom): 200,000 is about 60 MB, and
+/// forty filters at the per-filter limits.
+pub const MAX_FILTER_CRITERIA: usize = 200_000;
 /// A filter not polled for this long is removed.
 pub const FILTER_IDLE: Duration = Duration::from_secs(300);
 /// Most blocks one poll of a block or log filter covers; a filter further
@@ -57,6 +61,8 @@ enum Watch {
 struct Installed {
     watch: Watch,
     last_poll: Instant,
+    /// Its addresses and topic values (log filters).
+    criteria: usize,
 }
 
 /// The installed filters of one API process.
@@ -64,19 +70,21 @@ struct Installed {
 pub struct Filters {
     installed: Mutex<HashMap<U128, Installed>>,
     max: usize,
+    max_criteria: usize,
     idle: Duration,
 }
 
 impl Default for Filters {
     fn default() -> Self {
-        Self::new(MAX_FILTERS, FILTER_IDLE)
+        Self::new(MAX_FILTERS, MAX_FILTER_CRITERIA, FILTER_IDLE)
     }
 }
 
 impl Filters {
-    /// At most `max` filters, each removed after `idle` without a poll.
-    pub fn new(max: usize, idle: Duration) -> Self {
-        Self { installed: Mutex::default(), max, idle }
+    /// At most `max` filters holding at most `max_criteria` addresses and
+    /// topic values together, each removed after `idle` without a poll.
+    pub fn new(max: usize, max_criteria: usize, idle: Duration) -> Self {
+        Self { installed: Mutex::default(), max, max_criteria, idle }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<U128, Installed>> {
@@ -85,6 +93,10 @@ impl Filters {
 
     /// Installs `watch`; its id. Idle filters are removed first.
     fn install(&self, watch: Watch) -> Result<U128, RpcError> {
+        let criteria = match &watch {
+            Watch::Logs { filter, .. } => eth::criteria_of(filter),
+            _ => 0,
+        };
         let mut installed = self.lock();
         installed.retain(|_, filter| filter.last_poll.elapsed() < self.idle);
         if installed.len() >= self.max {
@@ -93,8 +105,15 @@ impl Filters {
                 format!("too many filters: at most {}, uninstall some", self.max),
             ));
         }
+        let held: usize = installed.values().map(|filter| filter.criteria).sum();
+        if held + criteria > self.max_criteria {
+            return Err(RpcError::new(
+                LIMIT_EXCEEDED,
+                "installed filters hold too many addresses and topics, uninstall some",
+            ));
+        }
         let id = random_id();
-        installed.insert(id, Installed { watch, last_poll: Instant::now() });
+        installed.insert(id, Installed { watch, last_poll: Instant::now(), criteria });
         Ok(id)
     }
 
@@ -170,6 +189,7 @@ pub(super) async fn dispatch(
         "eth_newFilter" => {
             params.at_most(1)?;
             let filter: Filter = params.required(0, "filter")?;
+            eth::check_log_filter(&filter)?;
             let next = ctx.view.number() + 1;
             Ok(json!(ctx.filters.install(Watch::Logs { filter: Box::new(filter), next })?))
         }
@@ -266,7 +286,7 @@ mod tests {
 
     #[test]
     fn filters_are_capped_expire_when_idle_and_uninstall_once() {
-        let filters = Filters::new(2, Duration::from_millis(200));
+        let filters = Filters::new(2, 10, Duration::from_millis(200));
         let a = filters.install(Watch::Blocks { next: 1 }).unwrap();
         let b = filters.install(Watch::Pending { after: 0 }).unwrap();
         assert_ne!(a, b);
@@ -286,6 +306,25 @@ mod tests {
         filters.install(Watch::Blocks { next: 1 }).unwrap();
         filters.install(Watch::Blocks { next: 1 }).unwrap();
         assert_eq!(filters.len(), 2);
+    }
+
+    #[test]
+    fn log_filters_share_a_budget_of_addresses_and_topics() {
+        let filters = Filters::new(10, 5, FILTER_IDLE);
+        let logs = |addresses: u8| {
+            let filter = Filter::new().address(
+                (0..addresses).map(alloy_primitives::Address::repeat_byte).collect::<Vec<_>>(),
+            );
+            Watch::Logs { filter: Box::new(filter), next: 1 }
+        };
+        let three = filters.install(logs(3)).unwrap();
+        let full = filters.install(logs(3)).unwrap_err();
+        assert_eq!(full.code, LIMIT_EXCEEDED);
+        filters.install(logs(2)).unwrap();
+        // Block filters hold no criteria.
+        filters.install(Watch::Blocks { next: 1 }).unwrap();
+        assert!(filters.uninstall(three));
+        filters.install(logs(3)).unwrap();
     }
 
     #[test]

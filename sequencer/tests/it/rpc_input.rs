@@ -117,6 +117,22 @@ async fn bad_input_gets_error_objects() {
     let response = post(&client, &url, json!(too_many).to_string()).await;
     assert_eq!(assert_error(&response, "oversized batch").0, -32005);
 
+    // Log filters: addresses and topic values beyond the limits.
+    let addresses: Vec<String> = (0..1_001).map(|i| format!("{:#042x}", i + 1)).collect();
+    let topics: Vec<String> = (0..1_001).map(|i| format!("{:#066x}", i + 1)).collect();
+    let over_limits = [
+        (json!({ "address": addresses }), -32602, "exceed max addresses"),
+        (json!({ "topics": [null, topics] }), -32602, "exceed max topics"),
+    ];
+    for (filter, code, message) in &over_limits {
+        for method in ["eth_getLogs", "eth_newFilter"] {
+            let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": [filter] });
+            let response = post(&client, &url, body.to_string()).await;
+            let (got, text) = assert_error(&response, method);
+            assert_eq!((got, text.contains(message)), (*code, true), "{method}: {response}");
+        }
+    }
+
     // A body above the limit is refused without reading it all.
     let big = format!(
         "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":[\"{}\"]}}",
