@@ -51,6 +51,7 @@ pub const METHODS: &[&str] = &[
     "eth_feeHistory",
     "eth_estimateGas",
     "eth_call",
+    "eth_createAccessList",
     "eth_sendRawTransaction",
     "eth_syncing",
     "eth_accounts",
@@ -310,6 +311,16 @@ pub(super) async fn dispatch(
             let state = state_at(&head, at)?;
             let header = header.as_ref().unwrap_or(&head.header);
             Ok(json!(evm_call::simulate(&ctx.config, header, &state, &request, gas)?.output))
+        }
+        "eth_createAccessList" => {
+            params.at_most(2)?;
+            let request: TransactionRequest = params.required(0, "transaction")?;
+            let at = block_of_state(ctx, &params, 1).await?;
+            let header = header_of(ctx, at).await?;
+            let head = ctx.view.read();
+            let state = state_at(&head, at)?;
+            let header = header.as_ref().unwrap_or(&head.header);
+            Ok(json!(evm_call::create_access_list(&ctx.config, header, &state, &request)?))
         }
         "eth_sendRawTransaction" => {
             params.at_most(1)?;

@@ -1,14 +1,20 @@
-//! `eth_call` and `eth_estimateGas`: execute a call against the state after
-//! some block (the head or a recent one) without committing it.
+//! `eth_call`, `eth_estimateGas` and `eth_createAccessList`: execute a call
+//! against the state after some block (the head or a recent one) without
+//! committing it.
 
 use super::error::{EXECUTION_REVERTED, RpcError, SERVER_ERROR};
 use alloy::rpc::types::TransactionRequest;
 use alloy_consensus::Header;
-use alloy_primitives::{Bytes, TxKind, U256};
+use alloy_eips::eip2930::{AccessList, AccessListItem, AccessListResult};
+use alloy_primitives::{Address, B256, Bytes, TxKind, U256};
 use revm::{
     Context, DatabaseRef, ExecuteEvm, MainBuilder, MainContext,
-    context::{BlockEnv, CfgEnv, TxEnv, result::ExecutionResult},
+    context::{
+        BlockEnv, CfgEnv, TxEnv,
+        result::{ExecutionResult, ResultAndState},
+    },
     context_interface::block::BlobExcessGasAndPrice,
+    precompile::{PrecompileSpecId, Precompiles},
     primitives::eip4844::BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN,
 };
 use rollup_executor::{ChainConfig, state::BlockState};
@@ -29,6 +35,102 @@ pub(super) fn simulate<S: DatabaseRef>(
     request: &TransactionRequest,
     gas_limit: u64,
 ) -> Result<CallOutcome, RpcError>
+where
+    S::Error: std::fmt::Display,
+{
+    let executed = execute(config, header, state, request, gas_limit)?;
+    let gas_used = executed.result.tx_gas_used();
+    match executed.result {
+        ExecutionResult::Success { output, .. } => {
+            Ok(CallOutcome { gas_used, output: output.into_data() })
+        }
+        ExecutionResult::Revert { output, .. } => Err(RpcError {
+            code: EXECUTION_REVERTED,
+            message: "execution reverted".into(),
+            data: Some(json!(output)),
+        }),
+        ExecutionResult::Halt { reason, .. } => {
+            Err(RpcError::new(SERVER_ERROR, format!("execution halted: {reason:?}")))
+        }
+    }
+}
+
+/// Rounds `eth_createAccessList` runs at most: each run with the list the
+/// last one found, until the list stops changing (as geth does; a list
+/// changes gas costs, and so possibly the path taken).
+const ACCESS_LIST_ROUNDS: usize = 8;
+
+/// `eth_createAccessList`: the accounts and slots `request` touches, and
+/// the gas it uses with that list. As geth's tracer: every slot read or
+/// written with its account, and every other account touched except the
+/// sender, the recipient (or created contract), the precompiles and the
+/// block's fee recipient (all warm anyway). A call that fails still gets
+/// its list, with the failure in `error`.
+pub(super) fn create_access_list<S: DatabaseRef>(
+    config: &ChainConfig,
+    header: &Header,
+    state: &S,
+    request: &TransactionRequest,
+) -> Result<AccessListResult, RpcError>
+where
+    S::Error: std::fmt::Display,
+{
+    let gas_limit = request.gas.unwrap_or(config.block_gas_limit).min(config.block_gas_limit);
+    let sender = request.from.unwrap_or_default();
+    let precompiles = Precompiles::new(PrecompileSpecId::from_spec_id(config.fork.spec_id()));
+    let mut request = request.clone();
+    let mut list = request.access_list.clone().unwrap_or_default();
+    for _ in 0..ACCESS_LIST_ROUNDS {
+        request.access_list = Some(list.clone());
+        let executed = execute(config, header, state, &request, gas_limit)?;
+        let recipient = match request.to.unwrap_or(TxKind::Create) {
+            TxKind::Call(to) => Some(to),
+            TxKind::Create => executed.result.created_address(),
+        };
+        let excluded = |address: &Address| {
+            *address == sender
+                || Some(*address) == recipient
+                || *address == config.fee_recipient
+                || precompiles.contains(address)
+        };
+        let mut found: Vec<AccessListItem> = executed
+            .state
+            .iter()
+            .filter(|(address, account)| !account.storage.is_empty() || !excluded(address))
+            .map(|(address, account)| {
+                let mut storage_keys: Vec<B256> =
+                    account.storage.keys().map(|slot| B256::from(*slot)).collect();
+                storage_keys.sort_unstable();
+                AccessListItem { address: *address, storage_keys }
+            })
+            .collect();
+        found.sort_unstable_by_key(|item| item.address);
+        let found = AccessList(found);
+        if found == list {
+            let error = match &executed.result {
+                ExecutionResult::Success { .. } => None,
+                ExecutionResult::Revert { .. } => Some("execution reverted".to_owned()),
+                ExecutionResult::Halt { reason, .. } => {
+                    Some(format!("execution halted: {reason:?}"))
+                }
+            };
+            let gas_used = U256::from(executed.result.tx_gas_used());
+            return Ok(AccessListResult { access_list: found, gas_used, error });
+        }
+        list = found;
+    }
+    Err(RpcError::new(SERVER_ERROR, "access list did not settle"))
+}
+
+/// Executes `request` with `gas_limit` on `state` (the state after the
+/// block with `header`), committing nothing.
+fn execute<S: DatabaseRef>(
+    config: &ChainConfig,
+    header: &Header,
+    state: &S,
+    request: &TransactionRequest,
+    gas_limit: u64,
+) -> Result<ResultAndState, RpcError>
 where
     S::Error: std::fmt::Display,
 {
@@ -79,21 +181,7 @@ where
     let mut overlay = BlockState::new(state);
     let mut evm =
         Context::mainnet().with_cfg(cfg).with_block(block).with_db(&mut overlay).build_mainnet();
-    let result = evm.transact(tx).map_err(|e| RpcError::new(SERVER_ERROR, e.to_string()))?;
-    let gas_used = result.result.tx_gas_used();
-    match result.result {
-        ExecutionResult::Success { output, .. } => {
-            Ok(CallOutcome { gas_used, output: output.into_data() })
-        }
-        ExecutionResult::Revert { output, .. } => Err(RpcError {
-            code: EXECUTION_REVERTED,
-            message: "execution reverted".into(),
-            data: Some(json!(output)),
-        }),
-        ExecutionResult::Halt { reason, .. } => {
-            Err(RpcError::new(SERVER_ERROR, format!("execution halted: {reason:?}")))
-        }
-    }
+    evm.transact(tx).map_err(|e| RpcError::new(SERVER_ERROR, e.to_string()))
 }
 
 /// Smallest gas limit with which `request` succeeds (binary search, as geth does).

@@ -613,3 +613,37 @@ async fn polling_filters_report_new_blocks_logs_and_pending_transactions() {
     assert!(gone.to_string().contains("filter not found"), "{gone}");
     net.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_lists_name_the_slots_and_accounts_a_call_touches() {
+    use alloy::eips::eip2930::{AccessList, AccessListItem};
+    let net = TestNet::start(10).await;
+    let (l2, signer) = net.l2_wallet(7);
+    // Runtime: BALANCE of `other`, then return slot 0; the init code stores 42 there.
+    let other = Address::repeat_byte(0x46);
+    let runtime = [&[0x73][..], other.as_slice(), &hex!("315060005460005260206000f3")].concat();
+    assert_eq!(runtime.len(), 0x22);
+    let init = [&hex!("602a600055602280601060003960" "00f3")[..], &runtime].concat();
+    let deploy = TransactionRequest::default().with_deploy_code(init);
+    let deployed = l2.send_transaction(deploy).await.unwrap().get_receipt().await.unwrap();
+    let contract = deployed.contract_address.expect("contract created");
+
+    let call = TransactionRequest::default().with_from(signer.address()).with_to(contract);
+    assert_eq!(U256::from_be_slice(&l2.call(call.clone()).await.unwrap()), U256::from(42));
+    let result = l2.create_access_list(&call).await.unwrap();
+    assert_eq!(result.error, None);
+    let mut expected = vec![
+        AccessListItem { address: contract, storage_keys: vec![B256::ZERO] },
+        AccessListItem { address: other, storage_keys: vec![] },
+    ];
+    expected.sort_by_key(|item| item.address);
+    assert_eq!(result.access_list, AccessList(expected));
+
+    // The gas it reports is what the call uses with the list (the recipient
+    // is listed for its slots, as geth lists it: 2,400 gas for an address
+    // already warm).
+    let listed = call.with_access_list(result.access_list.clone());
+    let with_list = l2.estimate_gas(listed).await.unwrap();
+    assert_eq!(U256::from(with_list), result.gas_used);
+    net.stop().await;
+}
