@@ -284,9 +284,10 @@ async fn census_pool(
     mut shutdown: watch::Receiver<bool>,
 ) {
     while sleep_unless_stopped(POOL_CENSUS_INTERVAL, &mut shutdown).await {
+        let own = view.pool().len();
         match store.pending_count().await {
             Ok(pending) => {
-                let elsewhere = view.pool().census(usize::try_from(pending).unwrap_or(0));
+                let elsewhere = view.pool().census(usize::try_from(pending).unwrap_or(0), own);
                 metrics.mempool_pending_elsewhere.set(elsewhere as i64);
                 if set_pending_gauge {
                     metrics.mempool_pending.set(pending);

@@ -166,15 +166,19 @@ impl TxPool {
     }
 
     /// Takes a census: `pending_in_database` transactions are pending in the
-    /// database, every process's; those beyond this pool's own count toward
-    /// its pool-wide cap until the next census. Returns that number.
+    /// database, every process's; those beyond this pool's own (`own_before_count`
+    /// as read before the count, or now, the larger) count toward its
+    /// pool-wide cap until the next census. Returns that number.
     ///
     /// Own transactions admitted but not yet committed, and own ones the
     /// database already let go (included, not yet pruned here), make the
     /// difference an underestimate: the census never refuses more than
     /// the cap would.
-    pub fn census(&self, pending_in_database: usize) -> usize {
-        let elsewhere = pending_in_database.saturating_sub(self.len());
+    pub fn census(&self, pending_in_database: usize, own_before_count: usize) -> usize {
+        // A block pruned here while the database counted shrinks our own
+        // count: the larger of the two readings keeps the estimate low.
+        let own = own_before_count.max(self.len());
+        let elsewhere = pending_in_database.saturating_sub(own);
         self.elsewhere.store(elsewhere, Ordering::Relaxed);
         elsewhere
     }
@@ -305,16 +309,18 @@ pub(crate) mod tests {
         let (a, b) = (PrivateKeySigner::random(), PrivateKeySigner::random());
         assert!(pool.admit(&tx(&a, 0, 100, 1, 0), 0, RICH).is_ok());
         // The database holds this one and two from another process.
-        assert_eq!(pool.census(3), 2);
+        assert_eq!(pool.census(3, 1), 2);
         assert!(pool.admit(&tx(&a, 1, 100, 1, 0), 0, RICH).is_ok());
         assert_eq!(pool.admit(&tx(&b, 0, 100, 1, 0), 0, RICH), Err(AdmissionError::PoolFull));
         // A replacement adds nothing: still allowed when full.
         assert!(pool.admit(&tx(&a, 1, 110, 2, 0), 0, RICH).is_ok());
         // The others' were included: room again.
-        assert_eq!(pool.census(2), 0);
+        assert_eq!(pool.census(2, 2), 0);
         assert!(pool.admit(&tx(&b, 0, 100, 1, 0), 0, RICH).is_ok());
         // Fewer in the database than here (own ones not yet committed).
-        assert_eq!(pool.census(1), 0);
+        assert_eq!(pool.census(1, 3), 0);
+        // Pruned while the database counted: the larger reading counts.
+        assert_eq!(pool.census(5, 4), 1);
     }
 
     #[test]

@@ -21,8 +21,11 @@ pub const EXECUTION_REVERTED: i64 = 3;
 /// A limit was exceeded.
 pub const LIMIT_EXCEEDED: i64 = -32005;
 
-/// The answer to a submission whose group commit failed.
-pub const NOT_STORED: &str = "transaction not stored (database unavailable); retry";
+/// The answer to a submission whose group commit failed. "May": a commit
+/// whose reply the outage cut may have been stored after all; sending the
+/// same bytes again is safe either way (identical bytes are idempotent).
+pub const NOT_STORED: &str =
+    "transaction may not have been stored (database unavailable); resend the same bytes";
 
 /// A JSON-RPC error object.
 #[derive(Debug, Clone, PartialEq, Serialize)]

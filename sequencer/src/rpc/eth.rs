@@ -92,11 +92,12 @@ pub(super) fn metric_label(method: &str) -> &'static str {
     METHODS.iter().find(|m| **m == method).copied().unwrap_or("unknown")
 }
 
-/// Runs one method.
+/// Runs one method for `client` (its address; `None`: not over HTTP).
 pub(super) async fn dispatch(
     ctx: &RpcContext,
     method: &str,
     params: Params,
+    client: Option<std::net::IpAddr>,
 ) -> Result<Value, RpcError> {
     match method {
         "eth_chainId" => {
@@ -369,7 +370,7 @@ pub(super) async fn dispatch(
         | "eth_newPendingTransactionFilter"
         | "eth_getFilterChanges"
         | "eth_getFilterLogs"
-        | "eth_uninstallFilter" => super::filters::dispatch(ctx, method, params).await,
+        | "eth_uninstallFilter" => super::filters::dispatch(ctx, method, params, client).await,
         "eth_getProof" => {
             params.at_most(3)?;
             let address: Address = params.required(0, "address")?;

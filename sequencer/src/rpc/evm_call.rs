@@ -19,6 +19,7 @@ use revm::{
 };
 use rollup_executor::{ChainConfig, state::BlockState};
 use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The outcome of a simulated call.
 pub(super) struct CallOutcome {
@@ -93,19 +94,33 @@ where
                 || *address == config.fee_recipient
                 || precompiles.contains(address)
         };
-        let mut found: Vec<AccessListItem> = executed
-            .state
+        // Seeded with the last list, as geth's tracer is: a list only
+        // grows, so the rounds settle (and the caller's entries stay).
+        let mut found: BTreeMap<Address, BTreeSet<B256>> = list
             .iter()
-            .filter(|(address, account)| !account.storage.is_empty() || !excluded(address))
-            .map(|(address, account)| {
-                let mut storage_keys: Vec<B256> =
-                    account.storage.keys().map(|slot| B256::from(*slot)).collect();
-                storage_keys.sort_unstable();
-                AccessListItem { address: *address, storage_keys }
-            })
+            .map(|item| (item.address, item.storage_keys.iter().copied().collect()))
             .collect();
-        found.sort_unstable_by_key(|item| item.address);
-        let found = AccessList(found);
+        for (address, account) in &executed.state {
+            // Contracts the call created are only listed for their slots,
+            // as geth's tracer sees them (CREATE names no address to warm).
+            let address_only = excluded(address) || account.is_created();
+            if account.storage.is_empty() && address_only {
+                continue;
+            }
+            found
+                .entry(*address)
+                .or_default()
+                .extend(account.storage.keys().map(|slot| B256::from(*slot)));
+        }
+        let found = AccessList(
+            found
+                .into_iter()
+                .map(|(address, keys)| AccessListItem {
+                    address,
+                    storage_keys: keys.into_iter().collect(),
+                })
+                .collect(),
+        );
         if found == list {
             let error = match &executed.result {
                 ExecutionResult::Success { .. } => None,
@@ -163,7 +178,15 @@ where
     let caller = request.from.unwrap_or_default();
     let gas_price = request.max_fee_per_gas.or(request.gas_price).unwrap_or(0);
     let tx = TxEnv {
-        tx_type: if request.max_fee_per_gas.is_some() { 2 } else { 0 },
+        // An access list needs a type that carries one: revm ignores it on
+        // a legacy transaction (neither warming nor charging), geth does not.
+        tx_type: if request.max_fee_per_gas.is_some() {
+            2
+        } else if request.access_list.as_ref().is_some_and(|list| !list.is_empty()) {
+            1
+        } else {
+            0
+        },
         caller,
         gas_limit,
         gas_price,

@@ -13,8 +13,11 @@
 //! commits finish out of order may be missed; geth's pool feed is best
 //! effort too). Filters live in the API process that installed them
 //! (replicas behind a load balancer need sticky sessions for them, as any
-//! node's filters do), at most [`MAX_FILTERS`], and one not polled for
-//! [`FILTER_IDLE`] is removed, as geth does after five minutes.
+//! node's filters do), at most [`MAX_FILTERS`] naming at most
+//! [`MAX_FILTER_CRITERIA`] addresses and topic values together, a tenth of
+//! each per client address (so no one client can take every filter from
+//! the others), and one not polled for [`FILTER_IDLE`] is removed, as geth
+//! does after five minutes.
 
 use super::{
     Params, RpcContext,
@@ -27,6 +30,7 @@ use alloy_primitives::{B256, U128};
 use serde_json::{Value, json};
 use std::{
     collections::HashMap,
+    net::IpAddr,
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -57,10 +61,23 @@ enum Watch {
     Pending { after: i64 },
 }
 
+impl Watch {
+    /// Where the filter's last poll ended (grows with every poll that
+    /// reported something).
+    const fn position(&self) -> i64 {
+        match self {
+            Self::Blocks { next } | Self::Logs { next, .. } => *next as i64,
+            Self::Pending { after } => *after,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Installed {
     watch: Watch,
     last_poll: Instant,
+    /// The client that installed it.
+    owner: Option<IpAddr>,
     /// Its addresses and topic values (log filters).
     criteria: usize,
 }
@@ -91,8 +108,8 @@ impl Filters {
         self.installed.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Installs `watch`; its id. Idle filters are removed first.
-    fn install(&self, watch: Watch) -> Result<U128, RpcError> {
+    /// Installs `watch` for `owner`; its id. Idle filters are removed first.
+    fn install(&self, watch: Watch, owner: Option<IpAddr>) -> Result<U128, RpcError> {
         let criteria = match &watch {
             Watch::Logs { filter, .. } => eth::criteria_of(filter),
             _ => 0,
@@ -112,8 +129,20 @@ impl Filters {
                 "installed filters hold too many addresses and topics, uninstall some",
             ));
         }
+        if let Some(owner) = owner {
+            let (count, held) = installed
+                .values()
+                .filter(|filter| filter.owner == Some(owner))
+                .fold((0, 0), |(count, held), filter| (count + 1, held + filter.criteria));
+            if count >= self.max / 10 || held + criteria > self.max_criteria / 10 {
+                return Err(RpcError::new(
+                    LIMIT_EXCEEDED,
+                    "too many filters from this client, uninstall some",
+                ));
+            }
+        }
         let id = random_id();
-        installed.insert(id, Installed { watch, last_poll: Instant::now(), criteria });
+        installed.insert(id, Installed { watch, last_poll: Instant::now(), owner, criteria });
         Ok(id)
     }
 
@@ -134,9 +163,12 @@ impl Filters {
     }
 
     /// Records where filter `id`'s last poll ended (a no-op if it was
-    /// uninstalled meanwhile).
+    /// uninstalled meanwhile). Only forward: of two polls at once, the one
+    /// that ends earlier never moves the filter back.
     fn advance(&self, id: U128, watch: Watch) {
-        if let Some(filter) = self.lock().get_mut(&id) {
+        if let Some(filter) = self.lock().get_mut(&id)
+            && watch.position() > filter.watch.position()
+        {
             filter.watch = watch;
         }
     }
@@ -179,11 +211,12 @@ fn not_found() -> RpcError {
     RpcError::new(SERVER_ERROR, "filter not found")
 }
 
-/// Runs one filter method.
+/// Runs one filter method for `client`.
 pub(super) async fn dispatch(
     ctx: &RpcContext,
     method: &str,
     params: Params,
+    client: Option<IpAddr>,
 ) -> Result<Value, RpcError> {
     match method {
         "eth_newFilter" => {
@@ -191,11 +224,11 @@ pub(super) async fn dispatch(
             let filter: Filter = params.required(0, "filter")?;
             eth::check_log_filter(&filter)?;
             let next = ctx.view.number() + 1;
-            Ok(json!(ctx.filters.install(Watch::Logs { filter: Box::new(filter), next })?))
+            Ok(json!(ctx.filters.install(Watch::Logs { filter: Box::new(filter), next }, client)?))
         }
         "eth_newBlockFilter" => {
             params.at_most(0)?;
-            Ok(json!(ctx.filters.install(Watch::Blocks { next: ctx.view.number() + 1 })?))
+            Ok(json!(ctx.filters.install(Watch::Blocks { next: ctx.view.number() + 1 }, client)?))
         }
         "eth_newPendingTransactionFilter" => {
             params.at_most(1)?;
@@ -204,7 +237,7 @@ pub(super) async fn dispatch(
                 return Err(RpcError::invalid_params("full pending transactions are not served"));
             }
             let after = ctx.store.latest_arrival().await?;
-            Ok(json!(ctx.filters.install(Watch::Pending { after })?))
+            Ok(json!(ctx.filters.install(Watch::Pending { after }, client)?))
         }
         "eth_getFilterChanges" => {
             params.at_most(1)?;
@@ -219,7 +252,8 @@ pub(super) async fn dispatch(
             let id = filter_id(&params)?;
             match ctx.filters.poll(id)? {
                 Watch::Logs { filter, .. } => eth::get_logs(ctx, &filter).await,
-                _ => Err(RpcError::new(SERVER_ERROR, "filter is not a log filter")),
+                // geth's answer when the id names no log filter.
+                _ => Err(not_found()),
             }
         }
         "eth_uninstallFilter" => {
@@ -287,10 +321,10 @@ mod tests {
     #[test]
     fn filters_are_capped_expire_when_idle_and_uninstall_once() {
         let filters = Filters::new(2, 10, Duration::from_millis(200));
-        let a = filters.install(Watch::Blocks { next: 1 }).unwrap();
-        let b = filters.install(Watch::Pending { after: 0 }).unwrap();
+        let a = filters.install(Watch::Blocks { next: 1 }, None).unwrap();
+        let b = filters.install(Watch::Pending { after: 0 }, None).unwrap();
         assert_ne!(a, b);
-        let full = filters.install(Watch::Blocks { next: 1 }).unwrap_err();
+        let full = filters.install(Watch::Blocks { next: 1 }, None).unwrap_err();
         assert_eq!(full.code, LIMIT_EXCEEDED);
 
         // A poll sees where the last one ended.
@@ -303,8 +337,8 @@ mod tests {
         // Unpolled past the idle time: gone, and its room is free again.
         std::thread::sleep(Duration::from_millis(250));
         assert_eq!(filters.poll(a).unwrap_err().message, "filter not found");
-        filters.install(Watch::Blocks { next: 1 }).unwrap();
-        filters.install(Watch::Blocks { next: 1 }).unwrap();
+        filters.install(Watch::Blocks { next: 1 }, None).unwrap();
+        filters.install(Watch::Blocks { next: 1 }, None).unwrap();
         assert_eq!(filters.len(), 2);
     }
 
@@ -317,14 +351,25 @@ mod tests {
             );
             Watch::Logs { filter: Box::new(filter), next: 1 }
         };
-        let three = filters.install(logs(3)).unwrap();
-        let full = filters.install(logs(3)).unwrap_err();
+        let three = filters.install(logs(3), None).unwrap();
+        let full = filters.install(logs(3), None).unwrap_err();
         assert_eq!(full.code, LIMIT_EXCEEDED);
-        filters.install(logs(2)).unwrap();
+        filters.install(logs(2), None).unwrap();
         // Block filters hold no criteria.
-        filters.install(Watch::Blocks { next: 1 }).unwrap();
+        filters.install(Watch::Blocks { next: 1 }, None).unwrap();
         assert!(filters.uninstall(three));
-        filters.install(logs(3)).unwrap();
+        filters.install(logs(3), None).unwrap();
+    }
+
+    #[test]
+    fn one_client_gets_a_tenth_of_the_filters() {
+        let filters = Filters::new(20, 1_000, FILTER_IDLE);
+        let (a, b) = (Some(IpAddr::from([10, 0, 0, 1])), Some(IpAddr::from([10, 0, 0, 2])));
+        filters.install(Watch::Blocks { next: 1 }, a).unwrap();
+        filters.install(Watch::Blocks { next: 1 }, a).unwrap();
+        let refused = filters.install(Watch::Blocks { next: 1 }, a).unwrap_err();
+        assert_eq!(refused.code, LIMIT_EXCEEDED);
+        filters.install(Watch::Blocks { next: 1 }, b).unwrap();
     }
 
     #[test]

@@ -157,16 +157,21 @@ pub async fn handle_body(
             }
             // Concurrently, so the transactions of one batch share group commits.
             let responses = futures::future::join_all(
-                requests.into_iter().map(|r| handle_request(context, r, admin)),
+                requests.into_iter().map(|r| handle_request(context, r, admin, client)),
             )
             .await;
             Some(Value::Array(responses))
         }
-        request => Some(handle_request(context, request, admin).await),
+        request => Some(handle_request(context, request, admin, client).await),
     }
 }
 
-async fn handle_request(context: &RpcContext, request: Value, admin: bool) -> Value {
+async fn handle_request(
+    context: &RpcContext,
+    request: Value,
+    admin: bool,
+    client: Option<std::net::IpAddr>,
+) -> Value {
     let Value::Object(mut object) = request else {
         return error_response(
             Value::Null,
@@ -200,7 +205,7 @@ async fn handle_request(context: &RpcContext, request: Value, admin: bool) -> Va
         if method.starts_with("admin_") {
             Box::pin(admin::dispatch(context, &method, Params(params), admin)).await
         } else {
-            Box::pin(eth::dispatch(context, &method, Params(params))).await
+            Box::pin(eth::dispatch(context, &method, Params(params), client)).await
         }
     };
     answer(context, id, &method, call).await

@@ -129,7 +129,8 @@ impl TestNet {
         options.pool_limits = pool;
         let node = node::start(options, receiver).await.expect("start node");
         let rpc_url = node.addresses.rpc.map(|a| format!("http://{a}"));
-        ExtraNode { node, shutdown, rpc_url }
+        let metrics_url = format!("http://{}/metrics", node.addresses.metrics);
+        ExtraNode { node, shutdown, rpc_url, metrics_url }
     }
 
     /// The database URL the nodes use.
@@ -158,6 +159,7 @@ pub(crate) struct ExtraNode {
     node: RunningNode,
     shutdown: watch::Sender<bool>,
     pub(crate) rpc_url: Option<String>,
+    pub(crate) metrics_url: String,
 }
 
 impl ExtraNode {
@@ -236,4 +238,20 @@ pub(crate) fn signed_transfer(account: u32, chain_id: u64, nonce: u64, to: Addre
         ..Default::default()
     };
     sign_eip1559(&dev_key(account).unwrap(), tx)
+}
+
+/// The value of the metric `name` (no labels) at `metrics_url`.
+pub(crate) async fn metric(metrics_url: &str, name: &str) -> Option<f64> {
+    let text = reqwest::get(metrics_url).await.ok()?.text().await.ok()?;
+    text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Waits until the in-memory head of the node at `provider` reaches block
+/// `number` (a receipt is read from the database, which the node's view
+/// follows a moment later).
+pub(crate) async fn head_reaches(provider: &DynProvider, number: u64) {
+    eventually(30, "the node's head to reach the block", || async {
+        (provider.get_block_number().await.ok()? >= number).then_some(())
+    })
+    .await;
 }

@@ -13,6 +13,7 @@ use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
+use tokio::sync::watch;
 
 const SENDERS: u32 = 8;
 const TXS_PER_SENDER: u64 = 60;
@@ -40,15 +41,21 @@ impl Seen {
 
 /// Sends `sender`'s transactions in nonce order; a transaction that is not
 /// acknowledged is sent again, identical, until it is (a wallet's retry).
+/// A quarter of the way it waits for `gate` to open: the restart then comes
+/// mid-load however fast the machine is.
 async fn send_all(
     client: reqwest::Client,
     url: String,
     sender: u32,
     chain_id: u64,
     seen: Arc<Seen>,
+    mut gate: watch::Receiver<bool>,
 ) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
     for nonce in 0..TXS_PER_SENDER {
+        if nonce == TXS_PER_SENDER / 4 {
+            gate.wait_for(|open| *open).await.unwrap();
+        }
         let raw = signed(sender, nonce, chain_id);
         loop {
             assert!(
@@ -109,19 +116,24 @@ async fn a_database_restart_under_load_loses_no_acknowledged_transaction() {
 
     let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
     let seen = Arc::new(Seen::default());
+    let (open, gate) = watch::channel(false);
     let senders: Vec<_> = (0..SENDERS)
         .map(|sender| {
             let (client, url, seen) = (client.clone(), net.rpc_url.clone(), seen.clone());
-            tokio::spawn(send_all(client, url, sender, chain_id, seen))
+            tokio::spawn(send_all(client, url, sender, chain_id, seen, gate.clone()))
         })
         .collect();
 
     let total = u64::from(SENDERS) * TXS_PER_SENDER;
+    let quarter = u64::from(SENDERS) * (TXS_PER_SENDER / 4);
     eventually(60, "a quarter of the load acknowledged", || async {
-        (seen.acknowledged.lock().unwrap().len() as u64 >= total / 4).then_some(())
+        (seen.acknowledged.lock().unwrap().len() as u64 >= quarter).then_some(())
     })
     .await;
-    // Fast shutdown: every session ends, the producer's lock with it.
+    // The senders go on, and the database stops under them (fast shutdown:
+    // every session ends, the producer's lock with it).
+    open.send(true).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
     drop(cluster);
     let before_restart = seen.acknowledged.lock().unwrap().len();
     tokio::time::sleep(Duration::from_secs(3)).await;

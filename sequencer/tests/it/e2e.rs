@@ -1,6 +1,6 @@
 //! One transaction all the way to L1, asserted at every step.
 
-use crate::common::{TestNet, eventually, signed_transfer};
+use crate::common::{TestNet, eventually, head_reaches, signed_transfer};
 use alloy::{
     consensus::TxEnvelope,
     eips::{BlockId, BlockNumberOrTag, Decodable2718, Encodable2718},
@@ -481,6 +481,7 @@ async fn block_reads_by_number_hash_and_index() {
     .await;
     let (number, block_hash) = (receipt.block_number.unwrap(), receipt.block_hash.unwrap());
     let index = receipt.transaction_index.unwrap() as usize;
+    head_reaches(&l2, number).await;
     let block = l2.get_block_by_number(number.into()).await.unwrap().unwrap();
     let in_block = block.transactions.len() as u64;
 
@@ -576,6 +577,7 @@ async fn polling_filters_report_new_blocks_logs_and_pending_transactions() {
     let gapped = *l2.send_raw_transaction(&gapped).await.unwrap().tx_hash();
     let call = TransactionRequest::default().with_to(emitter);
     let called = l2.send_transaction(call).await.unwrap().get_receipt().await.unwrap();
+    head_reaches(&l2, called.block_number.unwrap()).await;
 
     let new_logs: Vec<Log> = l2.get_filter_changes(logs).await.unwrap();
     assert_eq!(new_logs.len(), 1);
@@ -627,6 +629,7 @@ async fn access_lists_name_the_slots_and_accounts_a_call_touches() {
     let deploy = TransactionRequest::default().with_deploy_code(init);
     let deployed = l2.send_transaction(deploy).await.unwrap().get_receipt().await.unwrap();
     let contract = deployed.contract_address.expect("contract created");
+    head_reaches(&l2, deployed.block_number.unwrap()).await;
 
     let call = TransactionRequest::default().with_from(signer.address()).with_to(contract);
     assert_eq!(U256::from_be_slice(&l2.call(call.clone()).await.unwrap()), U256::from(42));
@@ -639,11 +642,14 @@ async fn access_lists_name_the_slots_and_accounts_a_call_touches() {
     expected.sort_by_key(|item| item.address);
     assert_eq!(result.access_list, AccessList(expected));
 
-    // The gas it reports is what the call uses with the list (the recipient
-    // is listed for its slots, as geth lists it: 2,400 gas for an address
-    // already warm).
-    let listed = call.with_access_list(result.access_list.clone());
+    // The gas it reports is what the call uses with the list, which the
+    // call pays for (no fee fields: a type-1 call): the recipient is listed
+    // for its slot, as geth lists it (2,400 gas for an address already
+    // warm), and the slot and the other account each save 100 gas net.
+    let listed = call.clone().with_access_list(result.access_list.clone());
     let with_list = l2.estimate_gas(listed).await.unwrap();
     assert_eq!(U256::from(with_list), result.gas_used);
+    let without = l2.estimate_gas(call).await.unwrap();
+    assert_eq!(with_list, without + 2_400 - 100 - 100);
     net.stop().await;
 }

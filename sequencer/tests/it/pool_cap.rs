@@ -1,11 +1,10 @@
 //! The pool-wide cap holds across API processes on one database: each one
 //! counts what the others pooled (the pool census, once a second).
 
-use crate::common::{TestNet, signed_transfer};
+use crate::common::{TestNet, eventually, metric, signed_transfer};
 use alloy::primitives::{Address, Bytes};
 use rollup_sequencer::{node::Roles, pool::PoolLimits};
 use serde_json::{Value, json};
-use std::time::Duration;
 
 const CAP: usize = 12;
 
@@ -27,10 +26,14 @@ async fn send(client: &reqwest::Client, url: &str, raw: Bytes) -> Result<String,
     }
 }
 
-/// Long enough for every API process to take a census after the last
-/// acknowledged submission.
-async fn after_a_census() {
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+/// Waits until the process with metrics at `metrics_url` has counted
+/// `count` pending transactions of other processes in a census.
+async fn census_counts(metrics_url: &str, count: f64) {
+    eventually(30, "a census that counts the other process's transactions", || async {
+        let elsewhere = metric(metrics_url, "rollup_mempool_pending_elsewhere").await?;
+        (elsewhere == count).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,13 +52,16 @@ async fn the_pool_wide_cap_holds_across_api_processes() {
             send(&client, &net.rpc_url, queued(sender, nonce, chain_id)).await.unwrap();
         }
     }
-    after_a_census().await;
+    census_counts(&other.metrics_url, 8.0).await;
 
     // The other process has room for the last third only.
     for nonce in 1..=4 {
         send(&client, &other_url, queued(2, nonce, chain_id)).await.unwrap();
     }
-    after_a_census().await;
+    // The first process's census sees all twelve; the other's next one (its
+    // own four committed, a second apart) counts the first's eight again.
+    census_counts(&net.metrics_url, 4.0).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let refused = send(&client, &other_url, queued(3, 1, chain_id)).await;
     assert_eq!(refused, Err("txpool is full".to_owned()), "the other process counts the first's");
     // And the first counts the other's.
