@@ -294,34 +294,35 @@ pub(super) async fn dispatch(
         "eth_estimateGas" => {
             params.at_most(3)?;
             let request: TransactionRequest = params.required(0, "transaction")?;
-            let at = block_of_state(ctx, &params, 1).await?;
-            let header = header_of(ctx, at).await?;
-            let head = ctx.view.read();
-            let state = state_at(&head, at)?;
-            let header = header.as_ref().unwrap_or(&head.header);
-            Ok(json!(U64::from(evm_call::estimate_gas(&ctx.config, header, &state, &request)?)))
+            let pinned = Pinned::new(ctx, block_of_state(ctx, &params, 1).await?).await?;
+            let cap = evm_call::gas_cap(&ctx.config, &request);
+            let estimate = evm_call::estimate_gas(cap, |gas| {
+                pinned.run(|header, state| {
+                    evm_call::simulate(&ctx.config, header, state, &request, gas)
+                })
+            })?;
+            Ok(json!(U64::from(estimate)))
         }
         "eth_call" => {
             params.at_most(3)?;
             let request: TransactionRequest = params.required(0, "transaction")?;
-            let at = block_of_state(ctx, &params, 1).await?;
-            let header = header_of(ctx, at).await?;
-            let gas =
-                request.gas.unwrap_or(ctx.config.block_gas_limit).min(ctx.config.block_gas_limit);
-            let head = ctx.view.read();
-            let state = state_at(&head, at)?;
-            let header = header.as_ref().unwrap_or(&head.header);
-            Ok(json!(evm_call::simulate(&ctx.config, header, &state, &request, gas)?.output))
+            let pinned = Pinned::new(ctx, block_of_state(ctx, &params, 1).await?).await?;
+            let gas = evm_call::gas_cap(&ctx.config, &request);
+            let outcome = pinned.run(|header, state| {
+                evm_call::simulate(&ctx.config, header, state, &request, gas)
+            })?;
+            Ok(json!(outcome.output))
         }
         "eth_createAccessList" => {
             params.at_most(2)?;
             let request: TransactionRequest = params.required(0, "transaction")?;
-            let at = block_of_state(ctx, &params, 1).await?;
-            let header = header_of(ctx, at).await?;
-            let head = ctx.view.read();
-            let state = state_at(&head, at)?;
-            let header = header.as_ref().unwrap_or(&head.header);
-            Ok(json!(evm_call::create_access_list(&ctx.config, header, &state, &request)?))
+            let pinned = Pinned::new(ctx, block_of_state(ctx, &params, 1).await?).await?;
+            let result = evm_call::create_access_list(&ctx.config, &request, |request, gas| {
+                pinned.run(|header, state| {
+                    evm_call::execute(&ctx.config, header, state, request, gas)
+                })
+            })?;
+            Ok(json!(result))
         }
         "eth_sendRawTransaction" => {
             params.at_most(1)?;
@@ -504,6 +505,41 @@ fn state_at(head: &Head, at: StateAt) -> Result<HistoricalState<'_>, RpcError> {
             ),
         )
     })
+}
+
+/// The state a simulated call runs on, pinned to one block. Each run takes
+/// the head's read lock for itself only: a request that runs many
+/// simulations (gas estimation, access lists) never holds the lock across
+/// them, so the producer's advance of the view (a write) waits for one run
+/// at most, and the readers queued behind that write with it.
+struct Pinned<'a> {
+    ctx: &'a RpcContext,
+    number: u64,
+    header: alloy_consensus::Header,
+}
+
+impl<'a> Pinned<'a> {
+    /// The state after block `at` names (the head: the head now).
+    async fn new(ctx: &'a RpcContext, at: StateAt) -> Result<Self, RpcError> {
+        let (number, header) = match header_of(ctx, at).await? {
+            Some(header) => (header.number, header),
+            None => {
+                let head = ctx.view.read();
+                (head.number(), head.header.clone())
+            }
+        };
+        Ok(Self { ctx, number, header })
+    }
+
+    /// Runs `f` on the pinned block's header and state.
+    fn run<T>(
+        &self,
+        f: impl FnOnce(&alloy_consensus::Header, &HistoricalState<'_>) -> Result<T, RpcError>,
+    ) -> Result<T, RpcError> {
+        let head = self.ctx.view.read();
+        let state = state_at(&head, StateAt::Past(self.number))?;
+        f(&self.header, &state)
+    }
 }
 
 /// The header of a past block a call executes after (`None`: the head's).

@@ -67,23 +67,20 @@ const ACCESS_LIST_ROUNDS: usize = 8;
 /// sender, the recipient (or created contract), the precompiles and the
 /// block's fee recipient (all warm anyway). A call that fails still gets
 /// its list, with the failure in `error`.
-pub(super) fn create_access_list<S: DatabaseRef>(
+/// `execute(request, gas)` runs one round.
+pub(super) fn create_access_list(
     config: &ChainConfig,
-    header: &Header,
-    state: &S,
     request: &TransactionRequest,
-) -> Result<AccessListResult, RpcError>
-where
-    S::Error: std::fmt::Display,
-{
-    let gas_limit = request.gas.unwrap_or(config.block_gas_limit).min(config.block_gas_limit);
+    mut execute: impl FnMut(&TransactionRequest, u64) -> Result<ResultAndState, RpcError>,
+) -> Result<AccessListResult, RpcError> {
+    let gas_limit = gas_cap(config, request);
     let sender = request.from.unwrap_or_default();
     let precompiles = Precompiles::new(PrecompileSpecId::from_spec_id(config.fork.spec_id()));
     let mut request = request.clone();
     let mut list = request.access_list.clone().unwrap_or_default();
     for _ in 0..ACCESS_LIST_ROUNDS {
         request.access_list = Some(list.clone());
-        let executed = execute(config, header, state, &request, gas_limit)?;
+        let executed = execute(&request, gas_limit)?;
         let recipient = match request.to.unwrap_or(TxKind::Create) {
             TxKind::Call(to) => Some(to),
             TxKind::Create => executed.result.created_address(),
@@ -139,7 +136,7 @@ where
 
 /// Executes `request` with `gas_limit` on `state` (the state after the
 /// block with `header`), committing nothing.
-fn execute<S: DatabaseRef>(
+pub(super) fn execute<S: DatabaseRef>(
     config: &ChainConfig,
     header: &Header,
     state: &S,
@@ -207,27 +204,28 @@ where
     evm.transact(tx).map_err(|e| RpcError::new(SERVER_ERROR, e.to_string()))
 }
 
-/// Smallest gas limit with which `request` succeeds (binary search, as geth does).
-pub(super) fn estimate_gas<S: DatabaseRef>(
-    config: &ChainConfig,
-    header: &Header,
-    state: &S,
-    request: &TransactionRequest,
-) -> Result<u64, RpcError>
-where
-    S::Error: std::fmt::Display,
-{
-    let cap = request.gas.unwrap_or(config.block_gas_limit).min(config.block_gas_limit);
-    let first = simulate(config, header, state, request, cap)?;
+/// The gas limit a simulated call runs with: the request's, at most the
+/// block's.
+pub(super) fn gas_cap(config: &ChainConfig, request: &TransactionRequest) -> u64 {
+    request.gas.unwrap_or(config.block_gas_limit).min(config.block_gas_limit)
+}
+
+/// Smallest gas limit with which a call succeeds (binary search, as geth
+/// does), up to `cap`; `simulate(gas)` runs the call with that limit.
+pub(super) fn estimate_gas(
+    cap: u64,
+    mut simulate: impl FnMut(u64) -> Result<CallOutcome, RpcError>,
+) -> Result<u64, RpcError> {
+    let first = simulate(cap)?;
     let mut low = first.gas_used.saturating_sub(1).max(20_999);
     let mut high = cap;
     // Most calls succeed with exactly the gas they used; try that first.
-    if simulate(config, header, state, request, first.gas_used).is_ok() {
+    if simulate(first.gas_used).is_ok() {
         return Ok(first.gas_used);
     }
     while low + 1 < high {
         let mid = low + (high - low) / 2;
-        if simulate(config, header, state, request, mid).is_ok() {
+        if simulate(mid).is_ok() {
             high = mid;
         } else {
             low = mid;
