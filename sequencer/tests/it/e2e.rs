@@ -16,6 +16,16 @@ use std::process::Command;
 
 const ONE_ETH: u128 = 1_000_000_000_000_000_000;
 
+/// Deploys a contract that emits one log with `topic` (no data) per call.
+async fn deploy_emitter(l2: &impl Provider, topic: B256) -> Address {
+    // Runtime: PUSH32 topic, PUSH1 0, PUSH1 0, LOG1, STOP.
+    let runtime = [&[0x7f][..], topic.as_slice(), &hex!("60006000a100")].concat();
+    let init = [&hex!("602780600b6000396000f3")[..], &runtime].concat();
+    let deploy = TransactionRequest::default().with_deploy_code(init);
+    let deployed = l2.send_transaction(deploy).await.unwrap().get_receipt().await.unwrap();
+    deployed.contract_address.expect("contract created")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transaction_reaches_l1_and_the_chain_rederives_from_l1() {
     let net = TestNet::start(10).await;
@@ -68,11 +78,7 @@ async fn transaction_reaches_l1_and_the_chain_rederives_from_l1() {
 
     // A contract that emits one log per call: eth_getLogs finds it by address and topic.
     let topic = alloy::primitives::B256::repeat_byte(0xab);
-    let runtime = [&[0x7f][..], topic.as_slice(), &hex!("60006000a100")].concat();
-    let init = [&hex!("602780600b6000396000f3")[..], &runtime].concat();
-    let deploy = TransactionRequest::default().with_deploy_code(init);
-    let deployed = l2.send_transaction(deploy).await.unwrap().get_receipt().await.unwrap();
-    let emitter = deployed.contract_address.expect("contract created");
+    let emitter = deploy_emitter(&l2, topic).await;
     let call = TransactionRequest::default().with_to(emitter);
     let called = l2.send_transaction(call).await.unwrap().get_receipt().await.unwrap();
     assert_eq!(called.inner.logs().len(), 1);
@@ -558,13 +564,8 @@ async fn polling_filters_report_new_blocks_logs_and_pending_transactions() {
     use alloy::rpc::types::Log;
     let net = TestNet::start(10).await;
     let (l2, _) = net.l2_wallet(5);
-    // A contract that emits one log per call (as in the first test).
     let topic = B256::repeat_byte(0xcd);
-    let runtime = [&[0x7f][..], topic.as_slice(), &hex!("60006000a100")].concat();
-    let init = [&hex!("602780600b6000396000f3")[..], &runtime].concat();
-    let deploy = TransactionRequest::default().with_deploy_code(init);
-    let deployed = l2.send_transaction(deploy).await.unwrap().get_receipt().await.unwrap();
-    let emitter = deployed.contract_address.expect("contract created");
+    let emitter = deploy_emitter(&l2, topic).await;
 
     let blocks = l2.new_block_filter().await.unwrap();
     let logs = l2.new_filter(&Filter::new().address(emitter).from_block(0)).await.unwrap();
