@@ -11,8 +11,9 @@ use alloy_eips::{BlockId, BlockNumberOrTag};
 use alloy_primitives::{Address, B256, Bytes, U64, U256};
 use revm::DatabaseRef;
 use rollup_executor::history::HistoricalState;
-use rollup_store::mempool::MempoolStatus;
+use rollup_store::{StoredBlock, StoredTransaction, mempool::MempoolStatus};
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// Most storage keys one `eth_getProof` call may ask for.
 pub(super) const MAX_PROOF_SLOTS: usize = 1_024;
@@ -154,14 +155,12 @@ pub(super) async fn dispatch(
         "eth_getTransactionByHash" => {
             params.at_most(1)?;
             let hash: B256 = params.required(0, "hash")?;
-            if let Some(stored) = ctx.store.transaction(hash).await? {
-                return Ok(json!(convert::transaction(&stored)?));
-            }
-            match ctx.store.mempool_transaction(hash).await? {
-                Some((raw, sender, MempoolStatus::Pending)) => {
+            match transaction_by_hash(ctx, hash).await? {
+                Some(Known::Included(stored)) => Ok(json!(convert::transaction(&stored)?)),
+                Some(Known::Pending(raw, sender)) => {
                     Ok(json!(convert::pending_transaction(&raw, sender)?))
                 }
-                _ => Ok(Value::Null),
+                None => Ok(Value::Null),
             }
         }
         "eth_getTransactionReceipt" => {
@@ -175,9 +174,10 @@ pub(super) async fn dispatch(
         "eth_getBlockReceipts" => {
             params.at_most(1)?;
             let id: BlockId = params.required(0, "block")?;
-            let Some(block) = block_by_id(ctx, id).await? else { return Ok(Value::Null) };
+            let Some((block, txs)) = block_with_transactions(ctx, id).await? else {
+                return Ok(Value::Null);
+            };
             let timestamp = Some(block.header.timestamp);
-            let txs = ctx.store.block_transactions(block.header.number).await?;
             let receipts: Result<Vec<_>, _> =
                 txs.iter().map(|tx| convert::receipt(tx, timestamp)).collect();
             Ok(json!(receipts?))
@@ -186,8 +186,7 @@ pub(super) async fn dispatch(
             params.at_most(1)?;
             let id = block_param(method, &params)?;
             let Some(block) = block_by_id(ctx, id).await? else { return Ok(Value::Null) };
-            let txs = ctx.store.block_transactions(block.header.number).await?;
-            Ok(json!(U64::from(txs.len())))
+            Ok(json!(U64::from(block.transactions.len())))
         }
         "eth_getTransactionByBlockNumberAndIndex"
         | "eth_getTransactionByBlockHashAndIndex"
@@ -196,8 +195,9 @@ pub(super) async fn dispatch(
             params.at_most(2)?;
             let id = block_param(method, &params)?;
             let index: U64 = params.required(1, "index")?;
-            let Some(block) = block_by_id(ctx, id).await? else { return Ok(Value::Null) };
-            let txs = ctx.store.block_transactions(block.header.number).await?;
+            let Some((_, txs)) = block_with_transactions(ctx, id).await? else {
+                return Ok(Value::Null);
+            };
             match usize::try_from(index).ok().and_then(|i| txs.get(i)) {
                 Some(tx) if method.starts_with("eth_getRaw") => Ok(json!(tx.raw)),
                 Some(tx) => Ok(json!(convert::transaction(tx)?)),
@@ -207,12 +207,10 @@ pub(super) async fn dispatch(
         "eth_getRawTransactionByHash" => {
             params.at_most(1)?;
             let hash: B256 = params.required(0, "hash")?;
-            if let Some(stored) = ctx.store.transaction(hash).await? {
-                return Ok(json!(stored.raw));
-            }
-            match ctx.store.mempool_transaction(hash).await? {
-                Some((raw, _, MempoolStatus::Pending)) => Ok(json!(raw)),
-                _ => Ok(Value::Null),
+            match transaction_by_hash(ctx, hash).await? {
+                Some(Known::Included(stored)) => Ok(json!(stored.raw)),
+                Some(Known::Pending(raw, _)) => Ok(json!(raw)),
+                None => Ok(Value::Null),
             }
         }
         // Blocks of a rollup have no uncles (ommers): none in a block that
@@ -573,10 +571,7 @@ fn block_param(method: &str, params: &Params) -> Result<BlockId, RpcError> {
 }
 
 /// The stored block `id` names (`None`: none such, or beyond the head).
-async fn block_by_id(
-    ctx: &RpcContext,
-    id: BlockId,
-) -> Result<Option<rollup_store::StoredBlock>, RpcError> {
+async fn block_by_id(ctx: &RpcContext, id: BlockId) -> Result<Option<StoredBlock>, RpcError> {
     Ok(match id {
         BlockId::Hash(hash) => ctx.store.block_by_hash(hash.block_hash).await?,
         BlockId::Number(tag) => match resolve_number(ctx, tag) {
@@ -586,9 +581,40 @@ async fn block_by_id(
     })
 }
 
+/// The stored block `id` names with its transactions (`None`: no such
+/// block).
+async fn block_with_transactions(
+    ctx: &RpcContext,
+    id: BlockId,
+) -> Result<Option<(StoredBlock, Arc<[StoredTransaction]>)>, RpcError> {
+    let Some(block) = block_by_id(ctx, id).await? else { return Ok(None) };
+    let txs = ctx.store.block_transactions(block.header.number).await?;
+    Ok(Some((block, txs)))
+}
+
+/// A transaction the node knows by hash.
+enum Known {
+    /// In a block, with its receipt.
+    Included(Box<StoredTransaction>),
+    /// Pending in the mempool: its bytes and sender.
+    Pending(Bytes, Address),
+}
+
+/// The transaction with `hash`: included, or else pending (a dropped one
+/// is not known).
+async fn transaction_by_hash(ctx: &RpcContext, hash: B256) -> Result<Option<Known>, RpcError> {
+    if let Some(stored) = ctx.store.transaction(hash).await? {
+        return Ok(Some(Known::Included(Box::new(stored))));
+    }
+    Ok(match ctx.store.mempool_transaction(hash).await? {
+        Some((raw, sender, MempoolStatus::Pending)) => Some(Known::Pending(raw, sender)),
+        _ => None,
+    })
+}
+
 async fn block_json(
     ctx: &RpcContext,
-    block: Option<rollup_store::StoredBlock>,
+    block: Option<StoredBlock>,
     full: bool,
 ) -> Result<Value, RpcError> {
     let Some(block) = block else { return Ok(Value::Null) };

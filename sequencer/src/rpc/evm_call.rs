@@ -39,9 +39,13 @@ pub(super) fn simulate<S: DatabaseRef>(
 where
     S::Error: std::fmt::Display,
 {
-    let executed = execute(config, header, state, request, gas_limit)?;
-    let gas_used = executed.result.tx_gas_used();
-    match executed.result {
+    call_outcome(execute(config, header, state, request, gas_limit)?.result)
+}
+
+/// A finished call's output, or the error a failed one answers with.
+fn call_outcome(result: ExecutionResult) -> Result<CallOutcome, RpcError> {
+    let gas_used = result.tx_gas_used();
+    match result {
         ExecutionResult::Success { output, .. } => {
             Ok(CallOutcome { gas_used, output: output.into_data() })
         }
@@ -119,14 +123,8 @@ pub(super) fn create_access_list(
                 .collect(),
         );
         if found == list {
-            let error = match &executed.result {
-                ExecutionResult::Success { .. } => None,
-                ExecutionResult::Revert { .. } => Some("execution reverted".to_owned()),
-                ExecutionResult::Halt { reason, .. } => {
-                    Some(format!("execution halted: {reason:?}"))
-                }
-            };
             let gas_used = U256::from(executed.result.tx_gas_used());
+            let error = call_outcome(executed.result).err().map(|error| error.message);
             return Ok(AccessListResult { access_list: found, gas_used, error });
         }
         list = found;

@@ -122,24 +122,28 @@ impl Filters {
                 format!("too many filters: at most {}, uninstall some", self.max),
             ));
         }
-        let held: usize = installed.values().map(|filter| filter.criteria).sum();
+        // One pass: what all filters hold, and what the owner's hold.
+        let (mut held, mut owned, mut owner_held) = (0, 0, 0);
+        for filter in installed.values() {
+            held += filter.criteria;
+            if owner.is_some() && filter.owner == owner {
+                owned += 1;
+                owner_held += filter.criteria;
+            }
+        }
         if held + criteria > self.max_criteria {
             return Err(RpcError::new(
                 LIMIT_EXCEEDED,
                 "installed filters hold too many addresses and topics, uninstall some",
             ));
         }
-        if let Some(owner) = owner {
-            let (count, held) = installed
-                .values()
-                .filter(|filter| filter.owner == Some(owner))
-                .fold((0, 0), |(count, held), filter| (count + 1, held + filter.criteria));
-            if count >= self.max / 10 || held + criteria > self.max_criteria / 10 {
-                return Err(RpcError::new(
-                    LIMIT_EXCEEDED,
-                    "too many filters from this client, uninstall some",
-                ));
-            }
+        if owner.is_some()
+            && (owned >= self.max / 10 || owner_held + criteria > self.max_criteria / 10)
+        {
+            return Err(RpcError::new(
+                LIMIT_EXCEEDED,
+                "too many filters from this client, uninstall some",
+            ));
         }
         let id = random_id();
         installed.insert(id, Installed { watch, last_poll: Instant::now(), owner, criteria });

@@ -1,7 +1,7 @@
 //! A separate API process killed with SIGKILL under load loses no
 //! acknowledged transaction: every hash it answered is durable and included.
 
-use crate::common::{TestNet, eventually, signed_transfer};
+use crate::common::{TestNet, eventually, send_raw_transaction, signed_transfer};
 use alloy::primitives::{Address, B256, Bytes};
 use rollup_devnet::free_port;
 use serde_json::{Value, json};
@@ -53,13 +53,10 @@ async fn sigkill_of_an_api_process_under_load_loses_no_acknowledged_transaction(
         let (client, url, acknowledged) = (client.clone(), api_url.clone(), acknowledged.clone());
         senders.push(tokio::spawn(async move {
             for nonce in 0..TXS_PER_SENDER {
-                let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransaction",
-                                   "params": [signed(sender, nonce, chain_id)] });
-                let Ok(response) = client.post(&url).json(&body).send().await else { return };
-                let Ok(answer) = response.json::<Value>().await else { return };
-                match answer["result"].as_str().and_then(|h| h.parse::<B256>().ok()) {
-                    Some(hash) => acknowledged.lock().unwrap().push(hash),
-                    None => return,
+                let raw = signed(sender, nonce, chain_id);
+                match send_raw_transaction(&client, &url, &raw).await {
+                    Some(Ok(hash)) => acknowledged.lock().unwrap().push(hash),
+                    _ => return,
                 }
             }
         }));

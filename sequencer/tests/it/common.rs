@@ -4,7 +4,7 @@
 use alloy::{
     consensus::{SignableTransaction, TxEip1559, TxEnvelope},
     eips::Encodable2718,
-    primitives::{Address, Bytes, TxKind, U256},
+    primitives::{Address, B256, Bytes, TxKind, U256},
     providers::{DynProvider, Provider, ProviderBuilder},
     signers::{SignerSync, local::PrivateKeySigner},
 };
@@ -254,4 +254,22 @@ pub(crate) async fn head_reaches(provider: &DynProvider, number: u64) {
         (provider.get_block_number().await.ok()? >= number).then_some(())
     })
     .await;
+}
+
+/// Sends `raw` with `eth_sendRawTransaction`: the hash it was acknowledged
+/// with, or the error's message (`None`: no answer, the connection or the
+/// body failed).
+pub(crate) async fn send_raw_transaction(
+    client: &reqwest::Client,
+    url: &str,
+    raw: &Bytes,
+) -> Option<Result<B256, String>> {
+    let body = serde_json::json!({ "jsonrpc": "2.0", "id": 1,
+                                   "method": "eth_sendRawTransaction", "params": [raw] });
+    let answer: serde_json::Value =
+        client.post(url).json(&body).send().await.ok()?.json().await.ok()?;
+    Some(match answer["result"].as_str().and_then(|hash| hash.parse().ok()) {
+        Some(hash) => Ok(hash),
+        None => Err(answer["error"]["message"].as_str().unwrap_or("no message").to_owned()),
+    })
 }

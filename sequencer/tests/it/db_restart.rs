@@ -3,7 +3,7 @@
 //! again and its batcher posts again, and every transaction it ever
 //! acknowledged is included.
 
-use crate::common::{TestNet, eventually, signed_transfer};
+use crate::common::{TestNet, eventually, send_raw_transaction, signed_transfer};
 use alloy::primitives::{Address, B256, Bytes, keccak256};
 use rollup_devnet::{Postgres, PostgresOptions, free_port};
 use serde_json::{Value, json};
@@ -62,22 +62,14 @@ async fn send_all(
                 tokio::time::Instant::now() < deadline,
                 "sender {sender} stuck at nonce {nonce}"
             );
-            let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransaction",
-                               "params": [raw] });
-            let answer = match client.post(&url).json(&body).send().await {
-                Ok(response) => response.json::<Value>().await.ok(),
-                Err(_) => None,
+            let message = match send_raw_transaction(&client, &url, &raw).await {
+                Some(Ok(hash)) => {
+                    seen.acknowledged.lock().unwrap().push(hash);
+                    break;
+                }
+                Some(Err(message)) => message,
+                None => "transport".to_owned(),
             };
-            let Some(answer) = answer else {
-                seen.error("transport".into());
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            };
-            if let Some(hash) = answer["result"].as_str().and_then(|h| h.parse::<B256>().ok()) {
-                seen.acknowledged.lock().unwrap().push(hash);
-                break;
-            }
-            let message = answer["error"]["message"].as_str().unwrap_or("no message").to_owned();
             // A commit whose reply the shutdown cut may have stored it after
             // all, and the block producer included it since.
             if message == "nonce too low" && known(&client, &url, &raw).await {

@@ -1,10 +1,9 @@
 //! The pool-wide cap holds across API processes on one database: each one
 //! counts what the others pooled (the pool census, once a second).
 
-use crate::common::{TestNet, eventually, metric, signed_transfer};
-use alloy::primitives::{Address, Bytes};
+use crate::common::{TestNet, eventually, metric, send_raw_transaction, signed_transfer};
+use alloy::primitives::{Address, B256, Bytes};
 use rollup_sequencer::{node::Roles, pool::PoolLimits};
-use serde_json::{Value, json};
 
 const CAP: usize = 12;
 
@@ -16,14 +15,8 @@ fn queued(sender: u32, nonce: u64, chain_id: u64) -> Bytes {
 }
 
 /// Sends `raw`; the hash, or the error message.
-async fn send(client: &reqwest::Client, url: &str, raw: Bytes) -> Result<String, String> {
-    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransaction",
-                       "params": [raw] });
-    let answer: Value = client.post(url).json(&body).send().await.unwrap().json().await.unwrap();
-    match answer["result"].as_str() {
-        Some(hash) => Ok(hash.to_owned()),
-        None => Err(answer["error"]["message"].as_str().unwrap_or_default().to_owned()),
-    }
+async fn send(client: &reqwest::Client, url: &str, raw: Bytes) -> Result<B256, String> {
+    send_raw_transaction(client, url, &raw).await.expect("an answer")
 }
 
 /// Waits until the process with metrics at `metrics_url` has counted
