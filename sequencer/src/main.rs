@@ -118,18 +118,9 @@ enum Command {
         /// before it is deleted; 0 keeps them all.
         #[arg(long, env = "DROPPED_RETENTION_SECS", default_value_t = 86_400)]
         dropped_retention_secs: u64,
-        /// Sustained JSON-RPC requests per second per client IP.
-        #[arg(long, env = "RATE_LIMIT_PER_SECOND", default_value_t = 20_000)]
-        rate_limit_per_second: u32,
-        /// JSON-RPC requests per client IP in a burst.
-        #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 40_000)]
-        rate_limit_burst: u32,
-        /// JSON-RPC requests served at once; more are shed (HTTP 503).
-        #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 2_048)]
-        max_in_flight: usize,
-        /// File holding the bearer token of the admin methods (or set ADMIN_TOKEN).
-        #[arg(long, env = "ADMIN_TOKEN_FILE")]
-        admin_token_file: Option<PathBuf>,
+        /// JSON-RPC server limits.
+        #[command(flatten)]
+        rpc: Box<RpcArgs>,
         /// Execution engine of the block producer.
         #[arg(long, env = "EXECUTOR", value_enum, default_value_t = ExecutorKind::Parallel)]
         executor: ExecutorKind,
@@ -147,6 +138,58 @@ enum Command {
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
+}
+
+/// The JSON-RPC server's limits and admin token.
+#[derive(Debug, clap::Args)]
+struct RpcArgs {
+    /// Sustained JSON-RPC requests per second per client IP.
+    #[arg(long, env = "RATE_LIMIT_PER_SECOND", default_value_t = 20_000)]
+    rate_limit_per_second: u32,
+    /// JSON-RPC requests per client IP in a burst.
+    #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 40_000)]
+    rate_limit_burst: u32,
+    /// JSON-RPC requests served at once; more are shed (HTTP 503).
+    #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 2_048)]
+    max_in_flight: usize,
+    /// Simulated calls (eth_call, eth_estimateGas, eth_createAccessList)
+    /// run at once; more wait (default: one per core).
+    #[arg(long, env = "MAX_SIMULATIONS")]
+    max_simulations: Option<usize>,
+    /// Milliseconds one request's simulations may take, waiting included
+    /// (geth's --rpc.evmtimeout).
+    #[arg(long, env = "SIMULATION_TIMEOUT_MS", default_value_t = 5_000)]
+    simulation_timeout_ms: u64,
+    /// File holding the bearer token of the admin methods (or set ADMIN_TOKEN).
+    #[arg(long, env = "ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+}
+
+impl RpcArgs {
+    /// The limits, with the admin token read from its file (or
+    /// `ADMIN_TOKEN`).
+    fn limits(self) -> eyre::Result<RpcLimits> {
+        let admin_token = match self.admin_token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(&path)
+                    .map_err(|e| eyre::eyre!("read {}: {e}", path.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => std::env::var("ADMIN_TOKEN").ok(),
+        }
+        .filter(|t| !t.is_empty());
+        Ok(RpcLimits {
+            rate_per_second: self.rate_limit_per_second,
+            burst: self.rate_limit_burst,
+            max_in_flight: self.max_in_flight,
+            admin_token,
+            max_simulations: self
+                .max_simulations
+                .unwrap_or_else(rollup_sequencer::rpc::limits::default_max_simulations),
+            simulation_timeout: Duration::from_millis(self.simulation_timeout_ms),
+        })
+    }
 }
 
 /// A secret from a file or an environment variable; never logged.
@@ -223,24 +266,11 @@ async fn main() -> eyre::Result<()> {
             state_history_blocks,
             diff_retention_blocks,
             dropped_retention_secs,
-            rate_limit_per_second,
-            rate_limit_burst,
-            max_in_flight,
-            admin_token_file,
+            rpc,
             executor,
             executor_threads,
             verify_executor,
         } => {
-            let admin_token = match admin_token_file {
-                Some(path) => Some(
-                    std::fs::read_to_string(&path)
-                        .map_err(|e| eyre::eyre!("read {}: {e}", path.display()))?
-                        .trim()
-                        .to_owned(),
-                ),
-                None => std::env::var("ADMIN_TOKEN").ok(),
-            }
-            .filter(|t| !t.is_empty());
             let options = NodeOptions {
                 chain_config,
                 database_url,
@@ -263,12 +293,7 @@ async fn main() -> eyre::Result<()> {
                 diff_retention_blocks,
                 dropped_retention: (dropped_retention_secs > 0)
                     .then(|| Duration::from_secs(dropped_retention_secs)),
-                rpc_limits: RpcLimits {
-                    rate_per_second: rate_limit_per_second,
-                    burst: rate_limit_burst,
-                    max_in_flight,
-                    admin_token,
-                },
+                rpc_limits: rpc.limits()?,
                 executor: ExecutorOptions {
                     engine: match executor {
                         ExecutorKind::Sequential => Engine::Sequential,

@@ -228,6 +228,10 @@ pub async fn start(
             )),
             limits: options.rpc_limits.clone(),
             filters: Default::default(),
+            simulations: crate::rpc::simulation::Simulations::new(
+                options.rpc_limits.max_simulations,
+                options.rpc_limits.simulation_timeout,
+            ),
         });
         let listener =
             TcpListener::bind(options.rpc_addr).await.wrap_err("bind the JSON-RPC address")?;

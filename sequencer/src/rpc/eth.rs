@@ -4,6 +4,7 @@ use super::{
     Params, RpcContext, convert,
     error::{LIMIT_EXCEEDED, METHOD_NOT_FOUND, RpcError, SERVER_ERROR},
     evm_call,
+    simulation::PinnedState,
 };
 use crate::{admission, chain_view::Head, pool::Admitted};
 use alloy::rpc::types::{FeeHistory, Filter, FilterBlockOption, Log, TransactionRequest};
@@ -293,33 +294,57 @@ pub(super) async fn dispatch(
             params.at_most(3)?;
             let request: TransactionRequest = params.required(0, "transaction")?;
             let pinned = Pinned::new(ctx, block_of_state(ctx, &params, 1).await?).await?;
-            let cap = evm_call::gas_cap(&ctx.config, &request);
-            let estimate = evm_call::estimate_gas(cap, |gas| {
-                pinned.run(|header, state| {
-                    evm_call::simulate(&ctx.config, header, state, &request, gas)
+            let config = ctx.config.clone();
+            let estimate = ctx
+                .simulations
+                .run(move |deadline| {
+                    let cap = evm_call::gas_cap(&config, &request);
+                    evm_call::estimate_gas(
+                        cap,
+                        |gas| {
+                            evm_call::simulate(
+                                &config,
+                                &pinned.header,
+                                &pinned.state,
+                                &request,
+                                gas,
+                            )
+                        },
+                        || deadline.check(),
+                    )
                 })
-            })?;
+                .await?;
             Ok(json!(U64::from(estimate)))
         }
         "eth_call" => {
             params.at_most(3)?;
             let request: TransactionRequest = params.required(0, "transaction")?;
             let pinned = Pinned::new(ctx, block_of_state(ctx, &params, 1).await?).await?;
-            let gas = evm_call::gas_cap(&ctx.config, &request);
-            let outcome = pinned.run(|header, state| {
-                evm_call::simulate(&ctx.config, header, state, &request, gas)
-            })?;
+            let config = ctx.config.clone();
+            let outcome = ctx
+                .simulations
+                .run(move |deadline| {
+                    deadline.check()?;
+                    let gas = evm_call::gas_cap(&config, &request);
+                    evm_call::simulate(&config, &pinned.header, &pinned.state, &request, gas)
+                })
+                .await?;
             Ok(json!(outcome.output))
         }
         "eth_createAccessList" => {
             params.at_most(2)?;
             let request: TransactionRequest = params.required(0, "transaction")?;
             let pinned = Pinned::new(ctx, block_of_state(ctx, &params, 1).await?).await?;
-            let result = evm_call::create_access_list(&ctx.config, &request, |request, gas| {
-                pinned.run(|header, state| {
-                    evm_call::execute(&ctx.config, header, state, request, gas)
+            let config = ctx.config.clone();
+            let result = ctx
+                .simulations
+                .run(move |deadline| {
+                    evm_call::create_access_list(&config, &request, |request, gas| {
+                        deadline.check()?;
+                        evm_call::execute(&config, &pinned.header, &pinned.state, request, gas)
+                    })
                 })
-            })?;
+                .await?;
             Ok(json!(result))
         }
         "eth_sendRawTransaction" => {
@@ -505,38 +530,24 @@ fn state_at(head: &Head, at: StateAt) -> Result<HistoricalState<'_>, RpcError> {
     })
 }
 
-/// The state a simulated call runs on, pinned to one block. Each run takes
-/// the head's read lock for itself only: a request that runs many
-/// simulations (gas estimation, access lists) never holds the lock across
-/// them, so the producer's advance of the view (a write) waits for one run
-/// at most, and the readers queued behind that write with it.
-struct Pinned<'a> {
-    ctx: &'a RpcContext,
-    number: u64,
+/// A block a simulated call runs after: its header, and its state read
+/// through the view one value at a time (see [`super::simulation`]).
+struct Pinned {
     header: alloy_consensus::Header,
+    state: PinnedState,
 }
 
-impl<'a> Pinned<'a> {
-    /// The state after block `at` names (the head: the head now).
-    async fn new(ctx: &'a RpcContext, at: StateAt) -> Result<Self, RpcError> {
-        let (number, header) = match header_of(ctx, at).await? {
-            Some(header) => (header.number, header),
-            None => {
-                let head = ctx.view.read();
-                (head.number(), head.header.clone())
-            }
+impl Pinned {
+    /// The block `at` names (the head: the head now).
+    async fn new(ctx: &RpcContext, at: StateAt) -> Result<Self, RpcError> {
+        let header = match header_of(ctx, at).await? {
+            Some(header) => header,
+            None => ctx.view.read().header.clone(),
         };
-        Ok(Self { ctx, number, header })
-    }
-
-    /// Runs `f` on the pinned block's header and state.
-    fn run<T>(
-        &self,
-        f: impl FnOnce(&alloy_consensus::Header, &HistoricalState<'_>) -> Result<T, RpcError>,
-    ) -> Result<T, RpcError> {
-        let head = self.ctx.view.read();
-        let state = state_at(&head, StateAt::Past(self.number))?;
-        f(&self.header, &state)
+        let state = PinnedState::new(ctx.view.clone(), header.number);
+        // Refused up front if it is already outside the history window.
+        state_at(&ctx.view.read(), StateAt::Past(header.number))?;
+        Ok(Self { header, state })
     }
 }
 

@@ -210,20 +210,27 @@ pub(super) fn gas_cap(config: &ChainConfig, request: &TransactionRequest) -> u64
 
 /// Smallest gas limit with which a call succeeds (binary search, as geth
 /// does), up to `cap`; `simulate(gas)` runs the call with that limit.
+/// `proceed()` is asked before every run: its error (a deadline) ends the
+/// search with that error, where a failed run only means too little gas.
 pub(super) fn estimate_gas(
     cap: u64,
     mut simulate: impl FnMut(u64) -> Result<CallOutcome, RpcError>,
+    proceed: impl Fn() -> Result<(), RpcError>,
 ) -> Result<u64, RpcError> {
-    let first = simulate(cap)?;
+    let mut simulate = |gas| {
+        proceed()?;
+        Ok::<_, RpcError>(simulate(gas))
+    };
+    let first = simulate(cap)??;
     let mut low = first.gas_used.saturating_sub(1).max(20_999);
     let mut high = cap;
     // Most calls succeed with exactly the gas they used; try that first.
-    if simulate(first.gas_used).is_ok() {
+    if simulate(first.gas_used)?.is_ok() {
         return Ok(first.gas_used);
     }
     while low + 1 < high {
         let mid = low + (high - low) / 2;
-        if simulate(mid).is_ok() {
+        if simulate(mid)?.is_ok() {
             high = mid;
         } else {
             low = mid;

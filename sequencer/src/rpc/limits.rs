@@ -15,7 +15,7 @@ use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 /// Limits of the JSON-RPC server.
@@ -29,11 +29,31 @@ pub struct RpcLimits {
     pub max_in_flight: usize,
     /// Bearer token for the `admin_` methods (`None`: admin methods disabled).
     pub admin_token: Option<String>,
+    /// Simulated calls (`eth_call`, `eth_estimateGas`,
+    /// `eth_createAccessList`) run at once on the blocking pool; more wait.
+    pub max_simulations: usize,
+    /// How long one request's simulations may take, waiting included.
+    pub simulation_timeout: Duration,
+}
+
+/// Default [`RpcLimits::simulation_timeout`]: geth's `--rpc.evmtimeout`.
+pub const DEFAULT_SIMULATION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default [`RpcLimits::max_simulations`]: one per core.
+pub fn default_max_simulations() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Default for RpcLimits {
     fn default() -> Self {
-        Self { rate_per_second: 20_000, burst: 40_000, max_in_flight: 2_048, admin_token: None }
+        Self {
+            rate_per_second: 20_000,
+            burst: 40_000,
+            max_in_flight: 2_048,
+            admin_token: None,
+            max_simulations: default_max_simulations(),
+            simulation_timeout: DEFAULT_SIMULATION_TIMEOUT,
+        }
     }
 }
 

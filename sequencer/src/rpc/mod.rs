@@ -10,6 +10,7 @@ mod evm_call;
 pub mod filters;
 pub mod limits;
 mod rest;
+pub mod simulation;
 
 use crate::{chain_view::ChainView, metrics::NodeMetrics};
 use axum::{
@@ -56,6 +57,8 @@ pub struct RpcContext {
     pub limiter: Arc<limits::RateLimiter>,
     /// Installed polling filters.
     pub filters: filters::Filters,
+    /// Where simulated calls run, how many at once and for how long.
+    pub simulations: simulation::Simulations,
 }
 
 /// The JSON-RPC router (`POST /`) with its protections. Serve it with

@@ -11,5 +11,6 @@ mod fuzz;
 mod pool_cap;
 mod protection;
 mod rpc_input;
+mod simulations;
 mod state_faults;
 mod transaction_tests;
