@@ -415,6 +415,22 @@ impl MemoryState {
     /// (which this first brings up to date).
     pub fn proof(&mut self, address: Address, slots: &[U256]) -> AccountProof {
         self.state_root();
+        self.current_proof(address, slots).expect("the hashes were just brought up to date")
+    }
+
+    /// Whether the tries' hashes are current: nothing changed since the
+    /// last [`MemoryState::state_root`]. Proofs, here and of past blocks,
+    /// need them so.
+    pub fn hashes_current(&self) -> bool {
+        self.dirty.is_empty()
+    }
+
+    /// Like [`MemoryState::proof`], from a shared reference: `None` if the
+    /// hashes are not current (see [`MemoryState::hashes_current`]).
+    pub fn current_proof(&self, address: Address, slots: &[U256]) -> Option<AccountProof> {
+        if !self.hashes_current() {
+            return None;
+        }
         let account_proof = self.account_trie.proof(keccak256(address));
         let stored = self.accounts.get(&address).filter(|s| s.info.is_some());
         let storage_proofs = slots
@@ -427,12 +443,12 @@ impl MemoryState {
                 (*slot, value, proof)
             })
             .collect();
-        AccountProof {
+        Some(AccountProof {
             account: stored.and_then(|s| s.info),
             storage_root: stored.map_or(EMPTY_ROOT_HASH, |s| s.storage_root),
             account_proof,
             storage_proofs,
-        }
+        })
     }
 }
 

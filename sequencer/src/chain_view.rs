@@ -32,6 +32,9 @@ pub struct Head {
     pub history: Vec<(u64, Arc<StateDiff>)>,
 }
 
+/// Attempts of [`ChainView::proof`] under the read lock.
+const PROOF_ROUNDS: usize = 3;
+
 /// Blocks of state history a view keeps by default.
 pub const DEFAULT_HISTORY_BLOCKS: usize = 1_024;
 
@@ -150,21 +153,45 @@ impl ChainView {
     }
 
     /// EIP-1186 proofs of `address` and `slots` after block `number` (the
-    /// head or within the history window; `None` outside it). Takes the
-    /// write lock: hashes changed since the last proof are brought up to date
-    /// first; a past block's proof then copies the tries only along what the
-    /// later blocks changed (see `HistoricalState::proof`).
+    /// head or within the history window; `None` outside it). The tries'
+    /// hashes must be current: if a block was applied since they were last
+    /// brought up to date, that is done first under the write lock (one
+    /// block's changes: the producer's process usually has done it). The
+    /// proof itself is built under the read lock, so a past block's (which
+    /// copies the tries along what the later blocks changed, see
+    /// `HistoricalState::proof`) holds up neither readers nor admission.
     pub fn proof(
         &self,
         number: u64,
         address: Address,
         slots: &[U256],
     ) -> Option<Result<AccountProof, HistoryError>> {
-        let mut head = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if number == head.number() {
-            return Some(Ok(head.state.proof(address, slots)));
+        // A block applied between the two locks makes the hashes stale
+        // again; after a few rounds, the whole proof under the write lock.
+        for _ in 0..PROOF_ROUNDS {
+            {
+                let head = self.read();
+                if head.state.hashes_current() {
+                    return Self::proof_at(&head, number, address, slots);
+                }
+            }
+            let mut head = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            head.state.state_root();
         }
+        let mut head = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         head.state.state_root();
+        Self::proof_at(&head, number, address, slots)
+    }
+
+    fn proof_at(
+        head: &Head,
+        number: u64,
+        address: Address,
+        slots: &[U256],
+    ) -> Option<Result<AccountProof, HistoryError>> {
+        if number == head.number() {
+            return head.state.current_proof(address, slots).map(Ok);
+        }
         Some(head.state_at(number)?.proof(address, slots))
     }
 
@@ -204,4 +231,68 @@ pub(crate) async fn catch_up(view: &ChainView, store: &Store) -> rollup_store::R
         next += 1;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rollup_executor::state::{AccountDiff, BasicAccount, SlotChange};
+    use std::collections::BTreeMap;
+
+    fn account(nonce: u64) -> BasicAccount {
+        BasicAccount { nonce, ..BasicAccount::with_balance(U256::from(1_000 + nonce)) }
+    }
+
+    /// Proofs served under the read lock equal the state's own, at the head
+    /// and at the block before, whether or not the hashes were current.
+    #[test]
+    fn proofs_at_the_head_and_before_match_the_states_own() {
+        let contract = Address::repeat_byte(0xc0);
+        let slot = U256::from(7);
+        let mut genesis = MemoryState::new();
+        for i in 1..=50u8 {
+            genesis.insert_account(Address::repeat_byte(i), account(0));
+        }
+        genesis.insert_account(contract, account(1));
+        genesis.insert_storage(contract, slot, U256::from(5));
+        let mut before = genesis.clone();
+        let view = ChainView::new(
+            Head {
+                header: Header::default(),
+                hash: B256::ZERO,
+                state: genesis,
+                history: Vec::new(),
+            },
+            PoolLimits::default(),
+        );
+
+        let mut storage = BTreeMap::new();
+        storage.insert(slot, SlotChange { before: U256::from(5), after: U256::from(6) });
+        let mut accounts = BTreeMap::new();
+        accounts.insert(
+            contract,
+            AccountDiff {
+                before: Some(account(1)),
+                after: Some(account(2)),
+                storage_cleared: false,
+                storage,
+            },
+        );
+        let diff = StateDiff { accounts, code: BTreeMap::new() };
+        let mut after = before.clone();
+        after.apply(&diff);
+        view.advance(Header { number: 1, ..Header::default() }, B256::repeat_byte(1), diff.into());
+        assert!(!view.read().state.hashes_current(), "applying a block leaves the hashes stale");
+
+        let slots = [slot, U256::from(8)];
+        for (number, expected) in
+            [(1, after.proof(contract, &slots)), (0, before.proof(contract, &slots))]
+        {
+            let proof =
+                view.proof(number, contract, &slots).expect("in the window").expect("served");
+            assert_eq!(proof, expected, "block {number}");
+        }
+        assert!(view.read().state.hashes_current());
+        assert!(view.proof(2, contract, &slots).is_none(), "beyond the head");
+    }
 }
