@@ -49,6 +49,7 @@ pub const METHODS: &[&str] = &[
     "eth_getCode",
     "eth_getStorageAt",
     "eth_gasPrice",
+    "eth_blobBaseFee",
     "eth_maxPriorityFeePerGas",
     "eth_feeHistory",
     "eth_estimateGas",
@@ -135,6 +136,12 @@ pub(super) async fn dispatch(
         "eth_accounts" => {
             params.at_most(0)?;
             Ok(json!([]))
+        }
+        "eth_blobBaseFee" => {
+            // No blob transactions are admitted and no blob gas is used, so
+            // the excess blob gas stays zero: the base fee is its floor.
+            params.at_most(0)?;
+            Ok(json!(U256::from(revm::primitives::eip4844::MIN_BLOB_GASPRICE)))
         }
         "eth_blockNumber" => {
             params.at_most(0)?;

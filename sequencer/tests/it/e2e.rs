@@ -68,6 +68,7 @@ async fn transaction_reaches_l1_and_the_chain_rederives_from_l1() {
     assert!(l2.get_balance(net.config.fee_recipient).await.unwrap() > U256::ZERO);
     let gas_price = l2.get_gas_price().await.unwrap();
     assert!(gas_price >= u128::from(net.config.eip1559.min_base_fee));
+    assert_eq!(l2.get_blob_base_fee().await.unwrap(), 1);
     let history = l2.get_fee_history(4, BlockNumberOrTag::Latest, &[50.0]).await.unwrap();
     assert!(!history.base_fee_per_gas.is_empty());
     let estimate = l2
