@@ -38,6 +38,10 @@ pub struct NodeMetrics {
     pub state_checkpoint_block: IntGauge,
     /// Time to advance the state checkpoint once.
     pub state_checkpoint_seconds: Histogram,
+    /// Simulated calls running now (on the blocking pool).
+    pub simulations_running: IntGauge,
+    /// Requests whose simulations ran out of time (waiting included).
+    pub simulation_timeouts: IntCounter,
 }
 
 impl NodeMetrics {
@@ -92,6 +96,14 @@ impl NodeMetrics {
                 )
                 .buckets(vec![0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0]),
             )?,
+            simulations_running: IntGauge::new(
+                "rpc_simulations_running",
+                "Simulated calls (eth_call, eth_estimateGas, eth_createAccessList) running now.",
+            )?,
+            simulation_timeouts: IntCounter::new(
+                "rpc_simulation_timeouts_total",
+                "Requests whose simulations ran out of time, waiting for a slot included.",
+            )?,
             registry,
         };
         let r = &metrics.registry;
@@ -106,6 +118,8 @@ impl NodeMetrics {
         r.register(Box::new(metrics.is_leader.clone()))?;
         r.register(Box::new(metrics.state_checkpoint_block.clone()))?;
         r.register(Box::new(metrics.state_checkpoint_seconds.clone()))?;
+        r.register(Box::new(metrics.simulations_running.clone()))?;
+        r.register(Box::new(metrics.simulation_timeouts.clone()))?;
         Ok(metrics)
     }
 }

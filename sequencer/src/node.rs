@@ -231,6 +231,7 @@ pub async fn start(
             simulations: crate::rpc::simulation::Simulations::new(
                 options.rpc_limits.max_simulations,
                 options.rpc_limits.simulation_timeout,
+                &metrics,
             ),
         });
         let listener =

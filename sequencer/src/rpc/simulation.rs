@@ -22,12 +22,13 @@
 //! [`RpcLimits::simulation_timeout`]: super::limits::RpcLimits::simulation_timeout
 
 use super::error::{RpcError, SERVER_ERROR};
-use crate::chain_view::ChainView;
+use crate::{chain_view::ChainView, metrics::NodeMetrics};
 use alloy_primitives::{Address, B256, U256};
+use prometheus::{IntCounter, IntGauge};
 use revm::{DatabaseRef, bytecode::Bytecode, state::AccountInfo};
 use rollup_executor::history::{HistoricalState, HistoryError};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+use std::{cell::Cell, sync::Arc};
 use tokio::sync::Semaphore;
 
 /// The simulations a node runs at once, and how long a request's may take.
@@ -35,12 +36,20 @@ use tokio::sync::Semaphore;
 pub struct Simulations {
     permits: Arc<Semaphore>,
     timeout: Duration,
+    running: IntGauge,
+    timeouts: IntCounter,
 }
 
 impl Simulations {
-    /// At most `max` at once (at least one), each request's within `timeout`.
-    pub fn new(max: usize, timeout: Duration) -> Self {
-        Self { permits: Arc::new(Semaphore::new(max.max(1))), timeout }
+    /// At most `max` at once (at least one), each request's within
+    /// `timeout`; counted in `metrics`.
+    pub fn new(max: usize, timeout: Duration, metrics: &NodeMetrics) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(max.max(1))),
+            timeout,
+            running: metrics.simulations_running.clone(),
+            timeouts: metrics.simulation_timeouts.clone(),
+        }
     }
 
     /// Runs `work` on the blocking pool once a permit is free; it must call
@@ -51,18 +60,46 @@ impl Simulations {
         &self,
         work: impl FnOnce(&Deadline) -> Result<T, RpcError> + Send + 'static,
     ) -> Result<T, RpcError> {
-        let deadline = Deadline { at: Instant::now() + self.timeout, timeout: self.timeout };
-        let permit =
-            tokio::time::timeout_at(deadline.at.into(), self.permits.clone().acquire_owned())
-                .await
-                .map_err(|_| deadline.expired())?
-                .map_err(RpcError::internal)?;
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            work(&deadline)
+        let deadline = Deadline {
+            at: Instant::now() + self.timeout,
+            timeout: self.timeout,
+            missed: Cell::new(false),
+        };
+        let acquired =
+            tokio::time::timeout_at(deadline.at.into(), self.permits.clone().acquire_owned()).await;
+        let Ok(permit) = acquired else {
+            self.timeouts.inc();
+            return Err(deadline.expired());
+        };
+        let permit = permit.map_err(RpcError::internal)?;
+        let running = Running::start(&self.running);
+        let (result, missed) = tokio::task::spawn_blocking(move || {
+            let _held = (permit, running);
+            let result = work(&deadline);
+            (result, deadline.missed.get())
         })
         .await
-        .map_err(RpcError::internal)?
+        .map_err(RpcError::internal)?;
+        if missed {
+            self.timeouts.inc();
+        }
+        result
+    }
+}
+
+/// One running simulation in the gauge, for as long as it lives.
+struct Running(IntGauge);
+
+impl Running {
+    fn start(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -71,12 +108,18 @@ impl Simulations {
 pub(super) struct Deadline {
     at: Instant,
     timeout: Duration,
+    /// Whether a check found the time up.
+    missed: Cell<bool>,
 }
 
 impl Deadline {
     /// Whether another run may start: geth's answer once the time is up.
     pub(super) fn check(&self) -> Result<(), RpcError> {
-        if Instant::now() < self.at { Ok(()) } else { Err(self.expired()) }
+        if Instant::now() < self.at {
+            return Ok(());
+        }
+        self.missed.set(true);
+        Err(self.expired())
     }
 
     fn expired(&self) -> RpcError {

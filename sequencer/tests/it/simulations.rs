@@ -2,7 +2,7 @@
 //! workers, a bounded number at once, and stop at their deadline with
 //! geth's message, while transactions keep being accepted and sequenced.
 
-use crate::common::{TestNet, eventually, send_raw_transaction, signed_transfer};
+use crate::common::{TestNet, eventually, metric, send_raw_transaction, signed_transfer};
 use alloy::{
     primitives::{Address, B256, Bytes},
     providers::Provider,
@@ -111,18 +111,22 @@ async fn heavy_simulations_stop_at_their_deadline_and_block_nothing() {
         "the estimations ended before the transfer was included ({included:?})"
     );
     assert!(included < Duration::from_secs(2), "transfer included after {included:?}");
+    let running = metric(&net.metrics_url, "rollup_rpc_simulations_running").await;
+    assert_eq!(running, Some(1.0), "one simulation at a time");
 
     // Each estimation stops at its deadline (the one running finishes its
     // run; the others never got a permit), with geth's message.
-    let included_at = included;
-    eprintln!("included after {included_at:?}");
+    eprintln!("transfer included after {included:?}");
     for estimate in estimates {
         let (answer, took) = estimate.await.unwrap();
-        eprintln!("estimate answered after {took:?}: {answer}");
         assert_eq!(answer["error"]["message"], "execution aborted (timeout = 2s)", "{answer}");
         assert_eq!(answer["error"]["code"], -32000, "{answer}");
         assert!(took < timeout + one_run * 2 + Duration::from_secs(1), "answered after {took:?}");
     }
+
+    let timeouts = metric(&net.metrics_url, "rollup_rpc_simulation_timeouts_total").await;
+    assert_eq!(timeouts, Some(3.0));
+    assert_eq!(metric(&net.metrics_url, "rollup_rpc_simulations_running").await, Some(0.0));
 
     // Ordinary simulations still run.
     let transfer = json!({ "from": Address::repeat_byte(7), "to": Address::repeat_byte(8) });
