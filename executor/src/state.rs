@@ -239,7 +239,9 @@ impl MemoryState {
     /// Incremental: only accounts changed since the last call are re-encoded,
     /// and only the trie paths above them re-hashed.
     pub fn state_root(&mut self) -> B256 {
-        let dirty: Vec<Address> = std::mem::take(&mut self.dirty).into_iter().collect();
+        // The dirty set is cleared only once every hash is current: a panic
+        // midway must not leave the tries looking current.
+        let dirty: Vec<Address> = self.dirty.iter().copied().collect();
         for address in &dirty {
             if let Some(stored) = self.accounts.get_mut(address)
                 && stored.storage_dirty
@@ -265,7 +267,9 @@ impl MemoryState {
             })
             .collect();
         self.account_trie.update_many(updates);
-        self.account_trie.root()
+        let root = self.account_trie.root();
+        self.dirty.clear();
+        root
     }
 }
 

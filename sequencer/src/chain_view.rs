@@ -154,12 +154,14 @@ impl ChainView {
 
     /// EIP-1186 proofs of `address` and `slots` after block `number` (the
     /// head or within the history window; `None` outside it). The tries'
-    /// hashes must be current: if a block was applied since they were last
-    /// brought up to date, that is done first under the write lock (one
-    /// block's changes: the producer's process usually has done it). The
-    /// proof itself is built under the read lock, so a past block's (which
-    /// copies the tries along what the later blocks changed, see
-    /// `HistoricalState::proof`) holds up neither readers nor admission.
+    /// hashes must be current: the blocks applied since the last proof
+    /// (`advance` does not hash; the producer hashes its own copy) are
+    /// hashed first under the write lock. The proof itself is built under
+    /// the read lock: readers and admission go on meanwhile, but the next
+    /// `advance` (a write) waits for it, and the readers after that wait
+    /// behind the write. A past block's proof copies and rehashes the tries
+    /// along everything the later blocks changed (see
+    /// `HistoricalState::proof`), so the history window bounds that stall.
     pub fn proof(
         &self,
         number: u64,

@@ -107,7 +107,7 @@ enum Command {
         #[arg(long, env = "POOL_LIFETIME_SECS", default_value_t = 3 * 3600)]
         pool_lifetime_secs: u64,
         /// Recent blocks whose state the read methods serve (history kept in
-        /// memory as diffs).
+        /// memory as diffs); at least 64.
         #[arg(long, env = "STATE_HISTORY_BLOCKS", default_value_t = rollup_sequencer::chain_view::DEFAULT_HISTORY_BLOCKS)]
         state_history_blocks: usize,
         /// Keep the state diffs of this many recent blocks, prune older ones
@@ -153,11 +153,12 @@ struct RpcArgs {
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 2_048)]
     max_in_flight: usize,
     /// Simulated calls (eth_call, eth_estimateGas, eth_createAccessList)
-    /// run at once; more wait (default: one per core).
+    /// run at once; eight per slot may wait, more are refused (default:
+    /// one fewer than the cores, at least one).
     #[arg(long, env = "MAX_SIMULATIONS")]
     max_simulations: Option<usize>,
     /// Milliseconds one request's simulations may take, waiting included
-    /// (geth's --rpc.evmtimeout).
+    /// (as geth's --rpc.evmtimeout; 0: no limit).
     #[arg(long, env = "SIMULATION_TIMEOUT_MS", default_value_t = 5_000)]
     simulation_timeout_ms: u64,
     /// File holding the bearer token of the admin methods (or set ADMIN_TOKEN).

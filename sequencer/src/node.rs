@@ -49,6 +49,12 @@ impl Roles {
     }
 }
 
+/// Fewest blocks of state history a node keeps: a simulated call reads its
+/// block's state through the history while the head moves on (a call may
+/// take `--simulation-timeout-ms`, 5 s or 20 blocks of 250 ms, by default;
+/// one that outlives the window answers the historical-state error).
+pub const MIN_STATE_HISTORY_BLOCKS: usize = 64;
+
 /// Everything a node process needs.
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
@@ -134,6 +140,13 @@ pub async fn start(
 
     let metrics = NodeMetrics::new()?;
     let l1_metrics = L1Metrics::new(&metrics.registry)?;
+    if options.state_history_blocks < MIN_STATE_HISTORY_BLOCKS {
+        eyre::bail!(
+            "the state history window ({} blocks) is below {MIN_STATE_HISTORY_BLOCKS} blocks: \
+             simulated calls read their block's state through it while the head moves on",
+            options.state_history_blocks
+        );
+    }
     let view = ChainView::load(&store, options.pool_limits, options.state_history_blocks).await?;
     metrics.head_block.set(view.number() as i64);
     let mut tasks = JoinSet::new();

@@ -306,19 +306,16 @@ pub(super) async fn dispatch(
                 .simulations
                 .run(move |deadline| {
                     let cap = evm_call::gas_cap(&config, &request);
-                    evm_call::estimate_gas(
-                        cap,
-                        |gas| {
-                            evm_call::simulate(
-                                &config,
-                                &pinned.header,
-                                &pinned.state,
-                                &request,
-                                gas,
-                            )
-                        },
-                        || deadline.check(),
-                    )
+                    evm_call::estimate_gas(cap, |gas| {
+                        deadline.check()?;
+                        evm_call::estimate_run(
+                            &config,
+                            &pinned.header,
+                            &pinned.state,
+                            &request,
+                            gas,
+                        )
+                    })
                 })
                 .await?;
             Ok(json!(U64::from(estimate)))

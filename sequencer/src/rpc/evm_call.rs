@@ -11,7 +11,7 @@ use revm::{
     Context, DatabaseRef, ExecuteEvm, MainBuilder, MainContext,
     context::{
         BlockEnv, CfgEnv, TxEnv,
-        result::{ExecutionResult, ResultAndState},
+        result::{EVMError, ExecutionResult, ResultAndState},
     },
     context_interface::block::BlobExcessGasAndPrice,
     precompile::{PrecompileSpecId, Precompiles},
@@ -144,6 +144,41 @@ pub(super) fn execute<S: DatabaseRef>(
 where
     S::Error: std::fmt::Display,
 {
+    transact(config, header, state, request, gas_limit)
+        .map_err(|e| RpcError::new(SERVER_ERROR, e.to_string()))
+}
+
+/// One run of gas estimation with `gas_limit`: the call's outcome (a
+/// failed call, or a transaction revm refuses at that limit, means too
+/// little gas), or an error that ends the estimation (the state could not
+/// be read, revm failed), which the bisection must not take for too little
+/// gas.
+pub(super) fn estimate_run<S: DatabaseRef>(
+    config: &ChainConfig,
+    header: &Header,
+    state: &S,
+    request: &TransactionRequest,
+    gas_limit: u64,
+) -> Result<Result<CallOutcome, RpcError>, RpcError>
+where
+    S::Error: std::fmt::Display,
+{
+    match transact(config, header, state, request, gas_limit) {
+        Ok(executed) => Ok(call_outcome(executed.result)),
+        Err(error @ EVMError::Transaction(_)) => {
+            Ok(Err(RpcError::new(SERVER_ERROR, error.to_string())))
+        }
+        Err(error) => Err(RpcError::new(SERVER_ERROR, error.to_string())),
+    }
+}
+
+fn transact<S: DatabaseRef>(
+    config: &ChainConfig,
+    header: &Header,
+    state: &S,
+    request: &TransactionRequest,
+    gas_limit: u64,
+) -> Result<ResultAndState, EVMError<S::Error>> {
     // Like geth, a call that names no fee runs at price zero with no base fee.
     let names_fee = request.max_fee_per_gas.is_some() || request.gas_price.is_some();
     let base_fee = if !names_fee {
@@ -199,7 +234,7 @@ where
     let mut overlay = BlockState::new(state);
     let mut evm =
         Context::mainnet().with_cfg(cfg).with_block(block).with_db(&mut overlay).build_mainnet();
-    evm.transact(tx).map_err(|e| RpcError::new(SERVER_ERROR, e.to_string()))
+    evm.transact(tx)
 }
 
 /// The gas limit a simulated call runs with: the request's, at most the
@@ -209,32 +244,67 @@ pub(super) fn gas_cap(config: &ChainConfig, request: &TransactionRequest) -> u64
 }
 
 /// Smallest gas limit with which a call succeeds (binary search, as geth
-/// does), up to `cap`; `simulate(gas)` runs the call with that limit.
-/// `proceed()` is asked before every run: its error (a deadline) ends the
-/// search with that error, where a failed run only means too little gas.
+/// does), up to `cap`. `run(gas)` runs the call with that limit: an inner
+/// error is a failed call (too little gas, or the first run's answer), an
+/// outer one (a deadline, unreadable state) ends the search with it.
 pub(super) fn estimate_gas(
     cap: u64,
-    mut simulate: impl FnMut(u64) -> Result<CallOutcome, RpcError>,
-    proceed: impl Fn() -> Result<(), RpcError>,
+    mut run: impl FnMut(u64) -> Result<Result<CallOutcome, RpcError>, RpcError>,
 ) -> Result<u64, RpcError> {
-    let mut simulate = |gas| {
-        proceed()?;
-        Ok::<_, RpcError>(simulate(gas))
-    };
-    let first = simulate(cap)??;
+    let first = run(cap)??;
     let mut low = first.gas_used.saturating_sub(1).max(20_999);
     let mut high = cap;
     // Most calls succeed with exactly the gas they used; try that first.
-    if simulate(first.gas_used)?.is_ok() {
+    if run(first.gas_used)?.is_ok() {
         return Ok(first.gas_used);
     }
     while low + 1 < high {
         let mid = low + (high - low) / 2;
-        if simulate(mid)?.is_ok() {
+        if run(mid)?.is_ok() {
             high = mid;
         } else {
             low = mid;
         }
     }
     Ok(high)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call that succeeds with at least `needs` gas and then uses it all.
+    fn call(needs: u64, gas: u64) -> Result<CallOutcome, RpcError> {
+        if gas >= needs {
+            Ok(CallOutcome { gas_used: needs, output: Bytes::new() })
+        } else {
+            Err(RpcError::new(SERVER_ERROR, "out of gas"))
+        }
+    }
+
+    #[test]
+    fn estimation_finds_the_least_gas_and_stops_on_an_outer_error() {
+        // Uses 50,000 but needs 70,000 (as a call whose refund or 63/64
+        // rule asks for more than it uses would).
+        let needs_more = |gas: u64| {
+            Ok(call(70_000, gas).map(|outcome| CallOutcome { gas_used: 50_000, ..outcome }))
+        };
+        assert_eq!(estimate_gas(1_000_000, needs_more).unwrap(), 70_000);
+        // The first run's failure is the answer.
+        let fails = estimate_gas(60_000, |gas| Ok(call(70_000, gas))).unwrap_err();
+        assert_eq!(fails.message, "out of gas");
+        // An outer error in the bisection (a deadline, unreadable state)
+        // ends it with that error, not with a bound.
+        let mut runs = 0;
+        let aborted = estimate_gas(1_000_000, |gas| {
+            runs += 1;
+            if runs == 4 {
+                return Err(RpcError::new(SERVER_ERROR, "execution aborted (timeout = 5s)"));
+            }
+            needs_more(gas)
+        })
+        .unwrap_err();
+        assert_eq!(aborted.message, "execution aborted (timeout = 5s)");
+        assert_eq!(runs, 4);
+    }
 }

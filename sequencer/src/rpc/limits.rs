@@ -39,9 +39,10 @@ pub struct RpcLimits {
 /// Default [`RpcLimits::simulation_timeout`]: geth's `--rpc.evmtimeout`.
 pub const DEFAULT_SIMULATION_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Default [`RpcLimits::max_simulations`]: one per core.
+/// Default [`RpcLimits::max_simulations`]: one core left to the rest of
+/// the node (as reth keeps its tracing pool off some cores), at least one.
 pub fn default_max_simulations() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }
 
 impl Default for RpcLimits {

@@ -11,42 +11,65 @@
 //! run would stall the producer's advance of the view (a write), and every
 //! reader queued behind that write. Here a request's task only awaits: the
 //! EVM runs on the blocking pool, at most [`RpcLimits::max_simulations`] at
-//! once (the others wait for a permit within their deadline), and the read
-//! lock is taken for each account, slot, code or block-hash read and
-//! released. The state stays exactly the pinned block's while the head
-//! moves on: the later blocks' diffs are undone, as historical reads are.
-//! A request's runs stop at [`RpcLimits::simulation_timeout`] (geth's
-//! `--rpc.evmtimeout`, 5 s by default, with geth's message).
+//! once (by default one core fewer than the machine has), at most
+//! [`WAITING_PER_SLOT`] requests per slot wait (more are refused at once),
+//! and the read lock is taken for each account, slot, code or block-hash
+//! read and released. The state stays exactly the pinned block's while the
+//! head moves on: the later blocks' diffs are undone, as historical reads
+//! are (the node keeps at least 64 blocks of history for this). A request's
+//! runs stop at [`RpcLimits::simulation_timeout`] (5 s by default, waiting
+//! included; zero: no limit) with geth's message; geth bounds `eth_call`
+//! this way (`--rpc.evmtimeout`), here gas estimation and access lists
+//! are bounded too. The deadline is checked before each run: a request
+//! overruns it by one run at most.
 //!
 //! [`RpcLimits::max_simulations`]: super::limits::RpcLimits::max_simulations
 //! [`RpcLimits::simulation_timeout`]: super::limits::RpcLimits::simulation_timeout
 
-use super::error::{RpcError, SERVER_ERROR};
+use super::error::{LIMIT_EXCEEDED, RpcError, SERVER_ERROR};
 use crate::{chain_view::ChainView, metrics::NodeMetrics};
 use alloy_primitives::{Address, B256, U256};
 use prometheus::{IntCounter, IntGauge};
 use revm::{DatabaseRef, bytecode::Bytecode, state::AccountInfo};
 use rollup_executor::history::{HistoricalState, HistoryError};
 use std::time::{Duration, Instant};
-use std::{cell::Cell, sync::Arc};
+use std::{
+    cell::Cell,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
 use tokio::sync::Semaphore;
 
 /// The simulations a node runs at once, and how long a request's may take.
 #[derive(Debug)]
 pub struct Simulations {
     permits: Arc<Semaphore>,
-    timeout: Duration,
+    /// Requests waiting for a permit now, and how many may.
+    waiting: Arc<AtomicUsize>,
+    max_waiting: usize,
+    timeout: Option<Duration>,
     running: IntGauge,
     timeouts: IntCounter,
 }
 
+/// Requests that may wait for a simulation slot, per slot: more are
+/// refused at once (-32005) rather than holding a request slot each for up
+/// to the deadline (one batch of estimations would otherwise queue ahead
+/// of every other client's calls).
+const WAITING_PER_SLOT: usize = 8;
+
 impl Simulations {
-    /// At most `max` at once (at least one), each request's within
-    /// `timeout`; counted in `metrics`.
+    /// At most `max` at once (at least one), each request's within `timeout`
+    /// (zero: no limit, as geth's); counted in `metrics`.
     pub fn new(max: usize, timeout: Duration, metrics: &NodeMetrics) -> Self {
+        let max = max.max(1);
         Self {
-            permits: Arc::new(Semaphore::new(max.max(1))),
-            timeout,
+            permits: Arc::new(Semaphore::new(max)),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            max_waiting: max * WAITING_PER_SLOT,
+            timeout: (!timeout.is_zero()).then_some(timeout),
             running: metrics.simulations_running.clone(),
             timeouts: metrics.simulation_timeouts.clone(),
         }
@@ -61,29 +84,54 @@ impl Simulations {
         work: impl FnOnce(&Deadline) -> Result<T, RpcError> + Send + 'static,
     ) -> Result<T, RpcError> {
         let deadline = Deadline {
-            at: Instant::now() + self.timeout,
-            timeout: self.timeout,
+            at: self.timeout.map(|timeout| (Instant::now() + timeout, timeout)),
+            timeouts: self.timeouts.clone(),
             missed: Cell::new(false),
         };
-        let acquired =
-            tokio::time::timeout_at(deadline.at.into(), self.permits.clone().acquire_owned()).await;
-        let Ok(permit) = acquired else {
-            self.timeouts.inc();
-            return Err(deadline.expired());
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let _waiting = Waiting::enter(&self.waiting, self.max_waiting)?;
+                let acquire = self.permits.clone().acquire_owned();
+                let acquired = match deadline.at {
+                    Some((at, _)) => tokio::time::timeout_at(at.into(), acquire)
+                        .await
+                        .map_err(|_| deadline.missed())?,
+                    None => acquire.await,
+                };
+                acquired.map_err(RpcError::internal)?
+            }
         };
-        let permit = permit.map_err(RpcError::internal)?;
         let running = Running::start(&self.running);
-        let (result, missed) = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let _held = (permit, running);
-            let result = work(&deadline);
-            (result, deadline.missed.get())
+            work(&deadline)
         })
         .await
-        .map_err(RpcError::internal)?;
-        if missed {
-            self.timeouts.inc();
+        .map_err(RpcError::internal)?
+    }
+}
+
+/// One request waiting for a simulation slot, for as long as it waits.
+struct Waiting(Arc<AtomicUsize>);
+
+impl Waiting {
+    /// Counts a waiter in, unless `max` already wait.
+    fn enter(count: &Arc<AtomicUsize>, max: usize) -> Result<Self, RpcError> {
+        if count.fetch_add(1, Ordering::AcqRel) >= max {
+            count.fetch_sub(1, Ordering::AcqRel);
+            return Err(RpcError::new(
+                LIMIT_EXCEEDED,
+                "too many simulated calls waiting (eth_call, eth_estimateGas, eth_createAccessList); retry later",
+            ));
         }
-        result
+        Ok(Self(count.clone()))
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -106,24 +154,29 @@ impl Drop for Running {
 /// When a request's simulations must stop.
 #[derive(Debug)]
 pub(super) struct Deadline {
-    at: Instant,
-    timeout: Duration,
-    /// Whether a check found the time up.
+    /// The instant and the timeout it came from (`None`: no limit).
+    at: Option<(Instant, Duration)>,
+    timeouts: IntCounter,
+    /// Whether the time was found up (counted once).
     missed: Cell<bool>,
 }
 
 impl Deadline {
     /// Whether another run may start: geth's answer once the time is up.
     pub(super) fn check(&self) -> Result<(), RpcError> {
-        if Instant::now() < self.at {
-            return Ok(());
+        match self.at {
+            Some((at, _)) if Instant::now() >= at => Err(self.missed()),
+            _ => Ok(()),
         }
-        self.missed.set(true);
-        Err(self.expired())
     }
 
-    fn expired(&self) -> RpcError {
-        RpcError::new(SERVER_ERROR, format!("execution aborted (timeout = {:?})", self.timeout))
+    /// The time is up: counted in the metric (once), and geth's answer.
+    fn missed(&self) -> RpcError {
+        if !self.missed.replace(true) {
+            self.timeouts.inc();
+        }
+        let timeout = self.at.map(|(_, timeout)| timeout).unwrap_or_default();
+        RpcError::new(SERVER_ERROR, format!("execution aborted (timeout = {timeout:?})"))
     }
 }
 

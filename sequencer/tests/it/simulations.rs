@@ -1,6 +1,7 @@
 //! Simulated calls that burn a block's gas: they run off the runtime's
-//! workers, a bounded number at once, and stop at their deadline with
-//! geth's message, while transactions keep being accepted and sequenced.
+//! workers, a bounded number at once (a bounded number waiting), and stop
+//! at their deadline with geth's message, while transactions keep being
+//! accepted and sequenced.
 
 use crate::common::{TestNet, eventually, metric, send_raw_transaction, signed_transfer};
 use alloy::{
@@ -62,7 +63,7 @@ async fn rpc(client: &reqwest::Client, url: &str, method: &str, params: Value) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heavy_simulations_stop_at_their_deadline_and_block_nothing() {
-    let timeout = Duration::from_secs(2);
+    let timeout = Duration::from_secs(3);
     let limits =
         RpcLimits { max_simulations: 1, simulation_timeout: timeout, ..RpcLimits::default() };
     let net = TestNet::start_with_limits(3, limits).await;
@@ -93,7 +94,11 @@ async fn heavy_simulations_stop_at_their_deadline_and_block_nothing() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(10, "a simulation to start", || async {
+        let running = metric(&net.metrics_url, "rollup_rpc_simulations_running").await?;
+        (running == 1.0).then_some(())
+    })
+    .await;
 
     // Meanwhile a transfer is accepted and sequenced promptly.
     let started = Instant::now();
@@ -110,16 +115,14 @@ async fn heavy_simulations_stop_at_their_deadline_and_block_nothing() {
         estimates.iter().any(|estimate| !estimate.is_finished()),
         "the estimations ended before the transfer was included ({included:?})"
     );
-    assert!(included < Duration::from_secs(2), "transfer included after {included:?}");
-    let running = metric(&net.metrics_url, "rollup_rpc_simulations_running").await;
-    assert_eq!(running, Some(1.0), "one simulation at a time");
+    assert!(included < timeout, "transfer included after {included:?}");
 
     // Each estimation stops at its deadline (the one running finishes its
     // run; the others never got a permit), with geth's message.
     eprintln!("transfer included after {included:?}");
     for estimate in estimates {
         let (answer, took) = estimate.await.unwrap();
-        assert_eq!(answer["error"]["message"], "execution aborted (timeout = 2s)", "{answer}");
+        assert_eq!(answer["error"]["message"], "execution aborted (timeout = 3s)", "{answer}");
         assert_eq!(answer["error"]["code"], -32000, "{answer}");
         assert!(took < timeout + one_run * 2 + Duration::from_secs(1), "answered after {took:?}");
     }
@@ -127,6 +130,20 @@ async fn heavy_simulations_stop_at_their_deadline_and_block_nothing() {
     let timeouts = metric(&net.metrics_url, "rollup_rpc_simulation_timeouts_total").await;
     assert_eq!(timeouts, Some(3.0));
     assert_eq!(metric(&net.metrics_url, "rollup_rpc_simulations_running").await, Some(0.0));
+
+    // A batch of more estimations than may wait: the excess is refused at
+    // once (-32005), the rest time out.
+    let batch: Vec<Value> = (0..12)
+        .map(|id| json!({ "jsonrpc": "2.0", "id": id, "method": "eth_estimateGas", "params": [call] }))
+        .collect();
+    let answers: Vec<Value> =
+        client.post(&url).json(&batch).send().await.unwrap().json().await.unwrap();
+    let refused = answers.iter().filter(|a| a["error"]["code"] == -32005).count();
+    let timed_out = answers
+        .iter()
+        .filter(|a| a["error"]["message"] == "execution aborted (timeout = 3s)")
+        .count();
+    assert_eq!((refused, timed_out), (12 - 9, 9), "{answers:?}");
 
     // Ordinary simulations still run.
     let transfer = json!({ "from": Address::repeat_byte(7), "to": Address::repeat_byte(8) });
