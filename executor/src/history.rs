@@ -52,6 +52,16 @@ impl<'a> HistoricalState<'a> {
         Self { head, later }
     }
 
+    /// How many account and slot changes the later blocks made: a bound on
+    /// the work of [`HistoricalState::proof`] (each is copied and rehashed).
+    pub fn changes_undone(&self) -> usize {
+        self.later
+            .iter()
+            .flat_map(|(_, diff)| diff.accounts.values())
+            .map(|change| 1 + change.storage.len())
+            .sum()
+    }
+
     /// An account's basic fields.
     pub fn account(&self, address: &Address) -> Option<BasicAccount> {
         for (_, diff) in self.later {
@@ -344,6 +354,8 @@ mod tests {
         let slots = [U256::from(3), U256::from(4), U256::from(30), U256::from(5)];
         for n in 0..=history.len() {
             let past = HistoricalState::new(&state, &history[n..]);
+            // Accounts plus slots the later blocks changed (3 + 2, 2 + 1, 2).
+            assert_eq!(past.changes_undone(), [10, 5, 2, 0][n], "block {n}");
             for i in [1u8, 2, 3, 4, 5, 50, 77] {
                 let proof = past.proof(address(i), &slots).unwrap();
                 assert_eq!(proof.account, past.account(&address(i)), "block {n}, account {i}");
