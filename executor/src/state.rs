@@ -132,6 +132,8 @@ pub struct MemoryState {
     accounts: HashMap<Address, StoredAccount>,
     code: HashMap<B256, Bytecode>,
     block_hashes: BTreeMap<u64, B256>,
+    /// How many block hashes are kept (`None`: [`BLOCK_HASH_WINDOW`]).
+    block_hash_window: Option<u64>,
     /// Secure trie of accounts (keccak(address) → RLP(account)).
     account_trie: MerkleTrie,
     /// Accounts changed since the last root.
@@ -195,9 +197,17 @@ impl MemoryState {
     /// Records a block hash for `BLOCKHASH`, keeping the last 256.
     pub fn insert_block_hash(&mut self, number: u64, hash: B256) {
         self.block_hashes.insert(number, hash);
-        while self.block_hashes.len() as u64 > BLOCK_HASH_WINDOW {
+        let window = self.block_hash_window.unwrap_or(BLOCK_HASH_WINDOW);
+        while self.block_hashes.len() as u64 > window {
             self.block_hashes.pop_first();
         }
+    }
+
+    /// Keeps the last `window` block hashes (at least the EVM's 256): a
+    /// state that also serves past blocks (undoing later diffs) needs the
+    /// 256 before the oldest of them.
+    pub fn keep_block_hashes(&mut self, window: u64) {
+        self.block_hash_window = Some(window.max(BLOCK_HASH_WINDOW));
     }
 
     /// An account's basic fields.
@@ -992,6 +1002,13 @@ mod tests {
         }
         assert_eq!(state.block_hash_ref(43).unwrap(), B256::ZERO);
         assert_eq!(state.block_hash_ref(299).unwrap(), B256::with_last_byte(299u64 as u8));
+        // A longer window, for a state that serves past blocks too.
+        state.keep_block_hashes(1_000);
+        for n in 300..1_300 {
+            state.insert_block_hash(n, B256::with_last_byte(n as u8));
+        }
+        assert_eq!(state.block_hash_ref(299).unwrap(), B256::ZERO);
+        assert_eq!(state.block_hash_ref(300).unwrap(), B256::with_last_byte(300u64 as u8));
     }
 
     #[test]

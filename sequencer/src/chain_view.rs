@@ -13,6 +13,7 @@ use rollup_executor::{
     MemoryState, StateDiff,
     history::{HistoricalState, HistoryError},
     state::AccountProof,
+    state::BLOCK_HASH_WINDOW,
 };
 use rollup_store::Store;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -90,9 +91,19 @@ impl ChainView {
         limits: PoolLimits,
         history_blocks: usize,
     ) -> rollup_store::Result<Self> {
-        let (state, header, hash) = store.load_head_state().await?;
-        let mut history = Vec::new();
+        let (mut state, header, hash) = store.load_head_state().await?;
         let head_number = header.number;
+        // BLOCKHASH in a call at the oldest block served sees 256 blocks
+        // before it (`load_head_state` gives the last 256).
+        let window = history_blocks as u64 + BLOCK_HASH_WINDOW;
+        state.keep_block_hashes(window);
+        let oldest = (head_number + 1).saturating_sub(window);
+        let older =
+            store.block_hashes(oldest, head_number.saturating_sub(BLOCK_HASH_WINDOW)).await?;
+        for (number, hash) in (oldest..).zip(older) {
+            state.insert_block_hash(number, hash);
+        }
+        let mut history = Vec::new();
         for number in (head_number + 1).saturating_sub(history_blocks as u64).max(1)..=head_number {
             match store.state_diff(number).await? {
                 Some(diff) => history.push((number, Arc::new(diff))),
