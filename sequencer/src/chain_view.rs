@@ -61,6 +61,15 @@ impl Head {
     pub fn oldest_state(&self) -> u64 {
         self.header.number - self.history.len() as u64
     }
+
+    /// Why [`Head::state_at`] cannot serve block `number`.
+    pub fn state_unavailable(&self, number: u64) -> String {
+        format!(
+            "historical state is not available for block {number}; this node serves blocks {} to {}",
+            self.oldest_state(),
+            self.number()
+        )
+    }
 }
 
 /// Shared, read-mostly view of the head.

@@ -3,15 +3,16 @@
 use super::{
     Params, RpcContext, convert,
     error::{LIMIT_EXCEEDED, METHOD_NOT_FOUND, RpcError, SERVER_ERROR},
-    evm_call,
-    simulation::PinnedState,
+    evm_call::{self, CallOutcome},
+    simulation::{Deadline, PinnedState},
 };
 use crate::{admission, chain_view::Head, pool::Admitted};
 use alloy::rpc::types::{FeeHistory, Filter, FilterBlockOption, Log, TransactionRequest};
 use alloy_eips::{BlockId, BlockNumberOrTag};
 use alloy_primitives::{Address, B256, Bytes, U64, U256};
 use revm::DatabaseRef;
-use rollup_executor::history::HistoricalState;
+use revm::context::result::ResultAndState;
+use rollup_executor::{ChainConfig, history::HistoricalState};
 use rollup_store::{StoredBlock, StoredTransaction, mempool::MempoolStatus};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -304,56 +305,28 @@ pub(super) async fn dispatch(
         "eth_feeHistory" => fee_history(ctx, &params).await,
         "eth_estimateGas" => {
             params.at_most(3)?;
-            let request: TransactionRequest = params.required(0, "transaction")?;
-            let pinned = Pinned::new(ctx, block_of_state(ctx, &params, 1).await?).await?;
-            let config = ctx.config.clone();
-            let estimate = ctx
-                .simulations
-                .run(move |deadline| {
-                    let cap = evm_call::gas_cap(&config, &request);
-                    evm_call::estimate_gas(cap, |gas| {
-                        deadline.check()?;
-                        evm_call::estimate_run(
-                            &config,
-                            &pinned.header,
-                            &pinned.state,
-                            &request,
-                            gas,
-                        )
-                    })
-                })
-                .await?;
+            let estimate = simulated(ctx, &params, 1, |runs, request| {
+                evm_call::estimate_gas(runs.gas_cap(request), |gas| runs.estimate(request, gas))
+            })
+            .await?;
             Ok(json!(U64::from(estimate)))
         }
         "eth_call" => {
             params.at_most(3)?;
-            let request: TransactionRequest = params.required(0, "transaction")?;
-            let pinned = Pinned::new(ctx, block_of_state(ctx, &params, 1).await?).await?;
-            let config = ctx.config.clone();
-            let outcome = ctx
-                .simulations
-                .run(move |deadline| {
-                    deadline.check()?;
-                    let gas = evm_call::gas_cap(&config, &request);
-                    evm_call::simulate(&config, &pinned.header, &pinned.state, &request, gas)
-                })
-                .await?;
+            let outcome = simulated(ctx, &params, 1, |runs, request| {
+                runs.call(request, runs.gas_cap(request))
+            })
+            .await?;
             Ok(json!(outcome.output))
         }
         "eth_createAccessList" => {
             params.at_most(2)?;
-            let request: TransactionRequest = params.required(0, "transaction")?;
-            let pinned = Pinned::new(ctx, block_of_state(ctx, &params, 1).await?).await?;
-            let config = ctx.config.clone();
-            let result = ctx
-                .simulations
-                .run(move |deadline| {
-                    evm_call::create_access_list(&config, &request, |request, gas| {
-                        deadline.check()?;
-                        evm_call::execute(&config, &pinned.header, &pinned.state, request, gas)
-                    })
+            let result = simulated(ctx, &params, 1, |runs, request| {
+                evm_call::create_access_list(runs.config, request, |request, gas| {
+                    runs.execute(request, gas)
                 })
-                .await?;
+            })
+            .await?;
             Ok(json!(result))
         }
         "eth_sendRawTransaction" => {
@@ -441,15 +414,8 @@ pub(super) async fn dispatch(
                 Some(Ok(proof)) => proof,
                 Some(Err(error)) => return Err(RpcError::new(SERVER_ERROR, error.to_string())),
                 None => {
-                    let head = ctx.view.read();
-                    return Err(RpcError::new(
-                        SERVER_ERROR,
-                        format!(
-                            "historical state is not available for block {number}; this node serves blocks {} to {}",
-                            head.oldest_state(),
-                            head.number()
-                        ),
-                    ));
+                    let unavailable = ctx.view.read().state_unavailable(number);
+                    return Err(RpcError::new(SERVER_ERROR, unavailable));
                 }
             };
             Ok(json!(convert::account_proof(address, proof)))
@@ -540,16 +506,28 @@ fn state_at(head: &Head, at: StateAt) -> Result<HistoricalState<'_>, RpcError> {
         StateAt::Head | StateAt::Pending => head.number(),
         StateAt::Past(number) => number,
     };
-    head.state_at(number).ok_or_else(|| {
-        RpcError::new(
-            SERVER_ERROR,
-            format!(
-                "historical state is not available for block {number}; this node serves blocks {} to {}",
-                head.oldest_state(),
-                head.number()
-            ),
-        )
-    })
+    head.state_at(number).ok_or_else(|| RpcError::new(SERVER_ERROR, head.state_unavailable(number)))
+}
+
+/// Serves a simulated call: its transaction is parameter 0, its block
+/// parameter `block`; `work` runs on the blocking pool through
+/// [`super::simulation::Simulations`], with that block's [`Runs`].
+async fn simulated<T: Send + 'static>(
+    ctx: &RpcContext,
+    params: &Params,
+    block: usize,
+    work: impl FnOnce(&Runs<'_>, &TransactionRequest) -> Result<T, RpcError> + Send + 'static,
+) -> Result<T, RpcError> {
+    let request: TransactionRequest = params.required(0, "transaction")?;
+    let pinned = Pinned::new(ctx, block_of_state(ctx, params, block).await?).await?;
+    let config = ctx.config.clone();
+    ctx.simulations
+        .run(move |deadline| {
+            let runs =
+                Runs { config: &config, header: &pinned.header, state: &pinned.state, deadline };
+            work(&runs, &request)
+        })
+        .await
 }
 
 /// A block a simulated call runs after: its header, and its state read
@@ -570,6 +548,44 @@ impl Pinned {
         // Refused up front if it is already outside the history window.
         state_at(&ctx.view.read(), StateAt::Past(header.number))?;
         Ok(Self { header, state })
+    }
+}
+
+/// The EVM runs of one simulated-call request, on its pinned block: each
+/// checks the request's deadline first.
+struct Runs<'a> {
+    config: &'a ChainConfig,
+    header: &'a alloy_consensus::Header,
+    state: &'a PinnedState,
+    deadline: &'a Deadline,
+}
+
+impl Runs<'_> {
+    /// The gas a call runs with: the request's, at most the block's.
+    fn gas_cap(&self, request: &TransactionRequest) -> u64 {
+        evm_call::gas_cap(self.config, request)
+    }
+
+    /// `eth_call`'s run: the output, or the call's error.
+    fn call(&self, request: &TransactionRequest, gas: u64) -> Result<CallOutcome, RpcError> {
+        self.deadline.check()?;
+        evm_call::simulate(self.config, self.header, self.state, request, gas)
+    }
+
+    /// One run of gas estimation (see [`evm_call::estimate_run`]).
+    fn estimate(
+        &self,
+        request: &TransactionRequest,
+        gas: u64,
+    ) -> Result<Result<CallOutcome, RpcError>, RpcError> {
+        self.deadline.check()?;
+        evm_call::estimate_run(self.config, self.header, self.state, request, gas)
+    }
+
+    /// A run whose state changes are read (access lists).
+    fn execute(&self, request: &TransactionRequest, gas: u64) -> Result<ResultAndState, RpcError> {
+        self.deadline.check()?;
+        evm_call::execute(self.config, self.header, self.state, request, gas)
     }
 }
 

@@ -191,18 +191,12 @@ pub(super) struct PinnedState {
 /// Why a pinned state could not be read.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum PinnedError {
-    /// The head moved past the state history window during the call.
-    #[error(
-        "historical state is not available for block {number}; this node serves blocks {oldest} to {head}"
-    )]
-    Pruned {
-        /// The pinned block.
-        number: u64,
-        /// The oldest block the view can serve now.
-        oldest: u64,
-        /// The head now.
-        head: u64,
-    },
+    /// The head moved past the state history window during the call
+    /// ([`Head::state_unavailable`]'s message).
+    ///
+    /// [`Head::state_unavailable`]: crate::chain_view::Head::state_unavailable
+    #[error("{0}")]
+    Pruned(String),
     /// A value the history cannot give.
     #[error(transparent)]
     History(#[from] HistoryError),
@@ -221,11 +215,9 @@ impl PinnedState {
         f: impl FnOnce(&HistoricalState<'_>) -> Result<T, HistoryError>,
     ) -> Result<T, PinnedError> {
         let head = self.view.read();
-        let state = head.state_at(self.number).ok_or_else(|| PinnedError::Pruned {
-            number: self.number,
-            oldest: head.oldest_state(),
-            head: head.number(),
-        })?;
+        let state = head
+            .state_at(self.number)
+            .ok_or_else(|| PinnedError::Pruned(head.state_unavailable(self.number)))?;
         Ok(f(&state)?)
     }
 }
